@@ -1,0 +1,308 @@
+//! One SDK configuration and one client per service, per process: built on first use and
+//! reused across Lambda invocations. Retries with backoff are the SDK's standard mode;
+//! here we only decide what a failure that survived them means.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::error::Error;
+
+/// Shared AWS access for one process.
+#[derive(Debug)]
+pub struct Aws {
+    config: SdkConfig,
+    counter: Option<CallCounter>,
+    kms: OnceLock<aws_sdk_kms::Client>,
+    sts: OnceLock<aws_sdk_sts::Client>,
+    config_service: OnceLock<aws_sdk_config::Client>,
+    rds: OnceLock<aws_sdk_rds::Client>,
+    dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
+    s3: OnceLock<aws_sdk_s3::Client>,
+}
+
+/// Every call gets a connect and an operation timeout, so a hung endpoint becomes a
+/// retried, then failed, call, never a Lambda killed mid-report.
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(40))
+        .build()
+}
+
+impl Aws {
+    /// Standard AWS configuration: environment, profiles, `AWS_ENDPOINT_URL[_<SERVICE>]`.
+    /// `AWS_MAX_ATTEMPTS` overrides the retry budget (default 5 attempts, standard mode).
+    pub async fn from_env() -> Aws {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts());
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+            loader = loader.retry_config(RetryConfig::standard().with_max_attempts(5));
+        }
+        Aws::new(loader.load().await)
+    }
+
+    pub fn new(config: SdkConfig) -> Aws {
+        Aws {
+            config,
+            counter: None,
+            kms: OnceLock::new(),
+            sts: OnceLock::new(),
+            config_service: OnceLock::new(),
+            rds: OnceLock::new(),
+            dynamodb: OnceLock::new(),
+            s3: OnceLock::new(),
+        }
+    }
+
+    /// Counts every request attempt by operation (tests and the benchmark).
+    pub fn with_counter(mut self, counter: CallCounter) -> Aws {
+        self.counter = Some(counter);
+        self
+    }
+
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.config
+    }
+
+    pub fn region(&self) -> String {
+        self.config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into())
+    }
+
+    fn interceptor(&self) -> Option<SharedInterceptor> {
+        self.counter.clone().map(SharedInterceptor::new)
+    }
+
+    pub fn kms(&self) -> &aws_sdk_kms::Client {
+        self.kms.get_or_init(|| self.kms_with(None))
+    }
+
+    /// A KMS client acting with other credentials (an assumed key-reader role).
+    pub fn kms_with(&self, credentials: Option<aws_sdk_kms::config::Credentials>) -> aws_sdk_kms::Client {
+        let mut b = aws_sdk_kms::config::Builder::from(&self.config);
+        if let Some(c) = credentials {
+            b = b.credentials_provider(c);
+        }
+        if let Some(i) = self.interceptor() {
+            b.push_interceptor(i);
+        }
+        aws_sdk_kms::Client::from_conf(b.build())
+    }
+
+    pub fn sts(&self) -> &aws_sdk_sts::Client {
+        self.sts.get_or_init(|| {
+            let mut b = aws_sdk_sts::config::Builder::from(&self.config);
+            if let Some(i) = self.interceptor() {
+                b.push_interceptor(i);
+            }
+            aws_sdk_sts::Client::from_conf(b.build())
+        })
+    }
+
+    pub fn config_service(&self) -> &aws_sdk_config::Client {
+        self.config_service.get_or_init(|| {
+            let mut b = aws_sdk_config::config::Builder::from(&self.config);
+            if let Some(i) = self.interceptor() {
+                b.push_interceptor(i);
+            }
+            aws_sdk_config::Client::from_conf(b.build())
+        })
+    }
+
+    pub fn rds(&self) -> &aws_sdk_rds::Client {
+        self.rds.get_or_init(|| {
+            let mut b = aws_sdk_rds::config::Builder::from(&self.config);
+            if let Some(i) = self.interceptor() {
+                b.push_interceptor(i);
+            }
+            aws_sdk_rds::Client::from_conf(b.build())
+        })
+    }
+
+    pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        self.dynamodb.get_or_init(|| {
+            let mut b = aws_sdk_dynamodb::config::Builder::from(&self.config);
+            if let Some(i) = self.interceptor() {
+                b.push_interceptor(i);
+            }
+            aws_sdk_dynamodb::Client::from_conf(b.build())
+        })
+    }
+
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        self.s3.get_or_init(|| {
+            let mut b = aws_sdk_s3::config::Builder::from(&self.config);
+            // A custom endpoint (an S3-compatible store or an emulator on localhost) cannot
+            // take bucket names as host names; AWS itself keeps virtual-hosted style.
+            let custom = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].iter().any(|v| std::env::var_os(v).is_some());
+            if custom || self.config.endpoint_url().is_some() {
+                b = b.force_path_style(true);
+            }
+            if let Some(i) = self.interceptor() {
+                b.push_interceptor(i);
+            }
+            aws_sdk_s3::Client::from_conf(b.build())
+        })
+    }
+}
+
+/// What a failed call means for the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// IAM or a key policy refused: a finding.
+    Denied,
+    /// The resource does not exist: a finding for keys, "gone" for resources.
+    NotFound,
+    /// Throttling, 5xx, timeouts, dropped connections: never a verdict.
+    Transient,
+    /// The endpoint does not implement the operation (emulators).
+    Unsupported,
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+const THROTTLING: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "SlowDown",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "PriorRequestNotComplete",
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "KMSInternalException",
+    "DependencyTimeoutException",
+];
+const DENIED: &[&str] = &["AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"];
+const NOT_FOUND: &[&str] =
+    &["NotFoundException", "NoSuchBucket", "ResourceNotFoundException", "DBInstanceNotFound", "DBClusterNotFoundFault"];
+const UNSUPPORTED: &[&str] =
+    &["NotImplemented", "NotImplementedException", "UnknownOperationException", "InvalidAction"];
+
+/// Classifies a failure the SDK gave up on (its retries are already spent).
+pub fn classify<E>(err: &SdkError<E, HttpResponse>) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().map(str::to_string);
+    let kind = match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => FailureKind::Transient,
+        SdkError::ServiceError(_) => {
+            let c = code.as_deref().unwrap_or("");
+            if THROTTLING.contains(&c) || matches!(status, Some(500 | 502 | 503 | 504 | 429)) {
+                FailureKind::Transient
+            } else if DENIED.contains(&c) || (c.is_empty() && status == Some(403)) {
+                // Emulators answer IAM denials on JSON protocols with an XML body the
+                // SDK cannot parse; the status still says what happened.
+                FailureKind::Denied
+            } else if NOT_FOUND.contains(&c) || (c.is_empty() && status == Some(404)) {
+                FailureKind::NotFound
+            } else if UNSUPPORTED.contains(&c) || status == Some(501) {
+                FailureKind::Unsupported
+            } else {
+                FailureKind::Other
+            }
+        }
+        _ => FailureKind::Other,
+    };
+    let message = match (err, &code) {
+        (SdkError::ServiceError(_), Some(c)) => format!("{c}: {}", err.message().unwrap_or("no message")),
+        (SdkError::ServiceError(_), None) => format!("HTTP {}", status.unwrap_or(0)),
+        _ => DisplayErrorContext(err).to_string(),
+    };
+    Failure { kind, code, message }
+}
+
+impl Failure {
+    /// Turns a failure into an invocation error for `operation`.
+    pub fn into_error(self, operation: &'static str) -> Error {
+        Error::Aws { operation, transient: self.kind == FailureKind::Transient, message: self.message }
+    }
+}
+
+/// Shorthand: any failure of `operation` fails the invocation.
+pub fn fail<E>(operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    move |e| {
+        let f = classify(&e);
+        tracing::warn!(operation, kind = ?f.kind, error = %f.message, "AWS call failed");
+        f.into_error(operation)
+    }
+}
+
+/// Counts request attempts by `Service.Operation`, retries included: what the quotas see.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl CallCounter {
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+    pub fn get(&self, op: &str) -> u64 {
+        self.snapshot().get(op).copied().unwrap_or(0)
+    }
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+    pub fn reset(&self) {
+        if let Ok(mut m) = self.0.lock() {
+            m.clear();
+        }
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(md) = cfg.load::<Metadata>() {
+            let op = format!("{}.{}", md.service(), md.name());
+            if let Ok(mut m) = self.0.lock() {
+                *m.entry(op).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// SDK timestamps as chrono's.
+pub fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}

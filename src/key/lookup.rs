@@ -1,0 +1,304 @@
+//! Reads key facts from KMS: one DescribeKey per distinct reference and one set of
+//! optional reads (tags, rotations, rotation status) per distinct key, however many
+//! resources share it. Denials become facts (findings); transient failures become errors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_kms::types::{IncludeKeyMaterial, KeyManagerType};
+use futures_util::{StreamExt, TryStreamExt};
+use tokio::sync::OnceCell;
+
+use super::facts::{AutoRotation, Denial, Fact, KeyFacts, KeyLookup, KeyManager, Rotation};
+use super::reference::{partition_of, Home, KeyRef};
+use crate::aws::{classify, to_chrono, Aws, FailureKind};
+use crate::error::Error;
+use crate::params::RuleParams;
+
+/// Keys are read this many at a time: KMS's shared request quota is per account, and the
+/// evaluators of every account read the same security-account keys.
+const CONCURRENCY: usize = 8;
+
+/// A KMS client for one key account, or why there is none.
+type AccountClient = Result<aws_sdk_kms::Client, Denial>;
+
+/// Per-invocation key reader: fresh facts every run, credentials cached per account.
+pub struct KeyReader<'a> {
+    aws: &'a Aws,
+    params: &'a RuleParams,
+    own_account: String,
+    clients: Mutex<HashMap<String, Arc<OnceCell<AccountClient>>>>,
+}
+
+impl<'a> KeyReader<'a> {
+    pub fn new(aws: &'a Aws, params: &'a RuleParams, own_account: &str) -> Self {
+        KeyReader { aws, params, own_account: own_account.to_string(), clients: Mutex::new(HashMap::new()) }
+    }
+
+    /// Looks up every distinct reference once. The map is keyed by [`KeyRef::qualified`].
+    pub async fn look_up_all<'r>(
+        &self,
+        refs: impl IntoIterator<Item = (&'r KeyRef, &'r Home)>,
+    ) -> Result<HashMap<String, KeyLookup>, Error> {
+        let mut distinct: BTreeMap<String, (KeyRef, Home)> = BTreeMap::new();
+        for (r, home) in refs {
+            distinct.entry(r.qualified(home)).or_insert_with(|| (r.clone(), home.clone()));
+        }
+        // Phase 1: DescribeKey per distinct reference.
+        let described: Vec<(String, KeyLookup)> = futures_util::stream::iter(distinct)
+            .map(|(q, (r, home))| async move { Ok::<_, Error>((q, self.describe(&r, &home).await?)) })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        // Phase 2: the optional reads, once per key even when several spellings name it.
+        let mut by_key: BTreeMap<String, KeyFacts> = BTreeMap::new();
+        for (_, l) in &described {
+            if let KeyLookup::Found(f) = l {
+                by_key.entry(f.key_arn.clone()).or_insert_with(|| (**f).clone());
+            }
+        }
+        let completed: HashMap<String, KeyFacts> = futures_util::stream::iter(by_key.into_values())
+            .map(|f| async move { self.complete(f).await.map(|f| (f.key_arn.clone(), f)) })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(described
+            .into_iter()
+            .map(|(q, l)| match l {
+                KeyLookup::Found(f) => (q, KeyLookup::Found(Box::new(completed[&f.key_arn].clone()))),
+                other => (q, other),
+            })
+            .collect())
+    }
+
+    fn reader_role_arn(&self, account: &str, partition: &str) -> Option<String> {
+        self.params.key_reader_role_name.as_ref().map(|n| format!("arn:{partition}:iam::{account}:role/{n}"))
+    }
+
+    /// The client that reads keys of `account`: our own credentials for our own account,
+    /// else the key-reader role assumed in that account when one is configured.
+    async fn client_for(&self, account: &str, partition: &str) -> Result<AccountClient, Error> {
+        let Some(role_arn) = self.reader_role_arn(account, partition).filter(|_| account != self.own_account) else {
+            return Ok(Ok(self.aws.kms().clone()));
+        };
+        let cell = {
+            let mut m = self.clients.lock().expect("client cache poisoned");
+            m.entry(account.to_string()).or_default().clone()
+        };
+        let client = cell
+            .get_or_try_init(|| async {
+                let out = self
+                    .aws
+                    .sts()
+                    .assume_role()
+                    .role_arn(&role_arn)
+                    .role_session_name("kms-rotation-guard")
+                    .send()
+                    .await;
+                match out {
+                    Ok(o) => {
+                        let c = o.credentials().ok_or_else(|| Error::Aws {
+                            operation: "sts:AssumeRole",
+                            transient: false,
+                            message: "response had no credentials".into(),
+                        })?;
+                        let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
+                        let creds = aws_sdk_kms::config::Credentials::new(
+                            c.access_key_id(),
+                            c.secret_access_key(),
+                            Some(c.session_token().to_string()),
+                            expiry,
+                            "kms-rotation-guard-key-reader",
+                        );
+                        Ok(Ok(self.aws.kms_with(Some(creds))))
+                    }
+                    Err(e) => {
+                        let f = classify(&e);
+                        match f.kind {
+                            FailureKind::Denied => Ok(Err(Denial {
+                                action: "sts:AssumeRole".into(),
+                                hint: format!(
+                                    "on {role_arn}: the role must exist and trust this account's evaluator role"
+                                ),
+                            })),
+                            _ => Err(f.into_error("sts:AssumeRole")),
+                        }
+                    }
+                }
+            })
+            .await?;
+        Ok(client.clone())
+    }
+
+    async fn describe(&self, r: &KeyRef, home: &Home) -> Result<KeyLookup, Error> {
+        if r.is_aws_managed_alias() {
+            return Ok(KeyLookup::AwsManagedAlias);
+        }
+        let account = r.account_or(home).to_string();
+        let partition = partition_of(&home.region);
+        let client = match self.client_for(&account, partition).await? {
+            Ok(c) => c,
+            Err(denial) => return Ok(KeyLookup::Denied(denial)),
+        };
+        let out = match client.describe_key().key_id(r.to_string()).send().await {
+            Ok(o) => o,
+            Err(e) => {
+                let f = classify(&e);
+                return match f.kind {
+                    FailureKind::NotFound => Ok(KeyLookup::NotFound),
+                    FailureKind::Denied => Ok(KeyLookup::Denied(Denial {
+                        action: "kms:DescribeKey".into(),
+                        hint: self.grant_hint(&account),
+                    })),
+                    _ => Err(f.into_error("kms:DescribeKey")),
+                };
+            }
+        };
+        let Some(m) = out.key_metadata() else {
+            return Err(Error::Aws {
+                operation: "kms:DescribeKey",
+                transient: false,
+                message: "response had no KeyMetadata".into(),
+            });
+        };
+        let mut facts = KeyFacts::new(m.key_id(), m.aws_account_id().unwrap_or(&account), "");
+        facts.key_arn = m.arn().map(str::to_string).unwrap_or_else(|| r.qualified(home));
+        facts.state = m.key_state().map(|s| s.as_str().to_string()).unwrap_or_else(|| "Unknown".into());
+        facts.origin = m.origin().map(|o| o.as_str().to_string()).unwrap_or_else(|| "Unknown".into());
+        facts.manager = match m.key_manager() {
+            Some(KeyManagerType::Aws) => KeyManager::Aws,
+            _ => KeyManager::Customer,
+        };
+        facts.created = m.creation_date().and_then(to_chrono);
+        facts.expiration_model = m.expiration_model().map(|e| e.as_str().to_string());
+        facts.valid_to = m.valid_to().and_then(to_chrono);
+        facts.current_material_id = m.current_key_material_id().map(str::to_string);
+        facts.multi_region = m.multi_region().unwrap_or(false);
+        Ok(KeyLookup::Found(Box::new(facts)))
+    }
+
+    fn grant_hint(&self, account: &str) -> String {
+        match self.reader_role_arn(account, "aws").filter(|_| account != self.own_account) {
+            Some(role) => format!("grant it to {role} in the key policy"),
+            None => "grant it to the evaluator role in the key policy and IAM policy".into(),
+        }
+    }
+
+    /// The optional reads the verdict may need, skipped when it cannot depend on them.
+    async fn complete(&self, mut f: KeyFacts) -> Result<KeyFacts, Error> {
+        if f.manager == KeyManager::Aws || f.state != "Enabled" {
+            return Ok(f);
+        }
+        let partition = f.key_arn.split(':').nth(1).unwrap_or("aws").to_string();
+        let client = match self.client_for(&f.account, &partition).await? {
+            Ok(c) => c,
+            Err(d) => {
+                f.tags = Fact::Denied(d);
+                return Ok(f);
+            }
+        };
+        let cross_account = f.account != self.own_account && self.params.key_reader_role_name.is_none();
+        if f.origin == "AWS_KMS" {
+            f.auto_rotation = self.rotation_status(&client, &f).await?;
+        }
+        if cross_account {
+            // KMS serves tags and rotation history only to the key's own account.
+            let hint = format!(
+                "KMS does not allow it across accounts: set keyReaderRoleName to a role in account {}",
+                f.account
+            );
+            f.tags = Fact::Denied(Denial { action: "kms:ListResourceTags".into(), hint: hint.clone() });
+            f.rotations = Fact::Denied(Denial { action: "kms:ListKeyRotations".into(), hint });
+            return Ok(f);
+        }
+        f.tags = self.tags(&client, &f).await?;
+        if self.params.verify_tag_against_kms && matches!(f.tags, Fact::Known(_)) {
+            f.rotations = self.rotations(&client, &f).await?;
+        }
+        Ok(f)
+    }
+
+    async fn tags(&self, client: &aws_sdk_kms::Client, f: &KeyFacts) -> Result<Fact<BTreeMap<String, String>>, Error> {
+        let mut tags = BTreeMap::new();
+        let mut marker = None;
+        loop {
+            let out = client.list_resource_tags().key_id(&f.key_arn).set_marker(marker).send().await;
+            let out = match out {
+                Ok(o) => o,
+                Err(e) => return self.optional(e, "kms:ListResourceTags", "kms:ListResourceTags", f),
+            };
+            for t in out.tags() {
+                tags.insert(t.tag_key().to_string(), t.tag_value().to_string());
+            }
+            marker = out.next_marker().map(str::to_string);
+            if !out.truncated() || marker.is_none() {
+                return Ok(Fact::Known(tags));
+            }
+        }
+    }
+
+    async fn rotations(&self, client: &aws_sdk_kms::Client, f: &KeyFacts) -> Result<Fact<Vec<Rotation>>, Error> {
+        let mut rotations = Vec::new();
+        let mut marker = None;
+        loop {
+            let out = client
+                .list_key_rotations()
+                .key_id(&f.key_arn)
+                .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+                .set_marker(marker)
+                .send()
+                .await;
+            let out = match out {
+                Ok(o) => o,
+                Err(e) => return self.optional(e, "kms:ListKeyRotations", "kms:ListKeyRotations", f),
+            };
+            for r in out.rotations() {
+                rotations.push(Rotation {
+                    date: r.rotation_date().and_then(to_chrono),
+                    material_id: r.key_material_id().map(str::to_string),
+                    material_state: r.key_material_state().map(|s| s.as_str().to_string()),
+                    expiration_model: r.expiration_model().map(|s| s.as_str().to_string()),
+                    valid_to: r.valid_to().and_then(to_chrono),
+                });
+            }
+            marker = out.next_marker().map(str::to_string);
+            if !out.truncated() || marker.is_none() {
+                return Ok(Fact::Known(rotations));
+            }
+        }
+    }
+
+    async fn rotation_status(&self, client: &aws_sdk_kms::Client, f: &KeyFacts) -> Result<Fact<AutoRotation>, Error> {
+        match client.get_key_rotation_status().key_id(&f.key_arn).send().await {
+            Ok(o) => Ok(Fact::Known(AutoRotation {
+                enabled: o.key_rotation_enabled(),
+                period_days: o.rotation_period_in_days().map(i64::from),
+            })),
+            Err(e) => self.optional(e, "kms:GetKeyRotationStatus", "kms:GetKeyRotationStatus", f),
+        }
+    }
+
+    /// A failed optional read: denial and "not implemented" are facts, the rest an error.
+    fn optional<T, E>(
+        &self,
+        e: aws_sdk_kms::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+        operation: &'static str,
+        action: &str,
+        f: &KeyFacts,
+    ) -> Result<Fact<T>, Error>
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let failure = classify(&e);
+        match failure.kind {
+            FailureKind::Denied => {
+                Ok(Fact::Denied(Denial { action: action.into(), hint: self.grant_hint(&f.account) }))
+            }
+            FailureKind::Unsupported => {
+                tracing::warn!(operation, error = %failure.message, "endpoint does not implement this KMS call");
+                Ok(Fact::Unsupported(format!("{operation} is not implemented by this endpoint")))
+            }
+            _ => Err(failure.into_error(operation)),
+        }
+    }
+}

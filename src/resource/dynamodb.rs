@@ -1,0 +1,68 @@
+//! DynamoDB tables. Config's resourceId is the table name. A table without an SSE
+//! description uses DynamoDB's AWS-owned key.
+
+use futures_util::{StreamExt, TryStreamExt};
+use serde_json::Value;
+
+use super::{field_ci, key_ref, opt_str, Protection, Resource, ResourceType};
+use crate::aws::{fail, Aws};
+use crate::error::Error;
+use crate::key::Home;
+
+/// Describes run this many at a time: fast, yet well inside DynamoDB's control-plane quota.
+const CONCURRENCY: usize = 8;
+
+/// `configuration.sSEDescription.{status, sSEType, kMSMasterKeyArn}`, in any casing.
+pub fn protection_from_configuration(c: &Value) -> Result<Protection, Error> {
+    let sse = ["sSEDescription", "sseDescription"].iter().find_map(|n| field_ci(c, n));
+    let Some(sse) = sse else { return Ok(Protection::AwsOwnedKey) };
+    if !sse.is_object() {
+        return Err(Error::malformed("configuration.sSEDescription must be an object"));
+    }
+    let status = opt_str(sse, "status", "configuration.sSEDescription")?;
+    let key = opt_str(sse, "kMSMasterKeyArn", "configuration.sSEDescription")?;
+    protection(status, key)
+}
+
+fn protection(status: Option<&str>, key: Option<&str>) -> Result<Protection, Error> {
+    // DISABLED/DISABLING means back on the AWS-owned key; any other status with a key
+    // (ENABLED, ENABLING, UPDATING) means that key protects the table.
+    match (status, key) {
+        (Some("DISABLED" | "DISABLING"), _) | (_, None) => Ok(Protection::AwsOwnedKey),
+        (_, Some(k)) => Ok(Protection::Kms(key_ref(k, "kMSMasterKeyArn")?)),
+    }
+}
+
+/// Every table in the account and region: ListTables, then DescribeTable for each.
+pub async fn enumerate(aws: &Aws, home: &Home) -> Result<Vec<Resource>, Error> {
+    let mut names = Vec::new();
+    let mut pages = aws.dynamodb().list_tables().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        names.extend(page.map_err(fail("dynamodb:ListTables"))?.table_names().iter().cloned());
+    }
+    let described = futures_util::stream::iter(names)
+        .map(|name| async move {
+            let out = aws.dynamodb().describe_table().table_name(&name).send().await;
+            match out {
+                Ok(o) => {
+                    let sse = o.table().and_then(|t| t.sse_description());
+                    let status = sse.and_then(|s| s.status()).map(|s| s.as_str().to_string());
+                    let protection = protection(status.as_deref(), sse.and_then(|s| s.kms_master_key_arn()))?;
+                    Ok(Some(Resource {
+                        resource_type: ResourceType::DynamoDbTable,
+                        resource_id: name.clone(),
+                        name,
+                        home: home.clone(),
+                        protection,
+                    }))
+                }
+                // Deleted between ListTables and DescribeTable: nothing to evaluate.
+                Err(e) if crate::aws::classify(&e).kind == crate::aws::FailureKind::NotFound => Ok(None),
+                Err(e) => Err(fail("dynamodb:DescribeTable")(e)),
+            }
+        })
+        .buffered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(described.into_iter().flatten().collect())
+}

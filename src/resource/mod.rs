@@ -1,0 +1,152 @@
+//! Resources and how they are protected. One file per family extracts the key reference
+//! from a configuration item and enumerates the family for periodic sweeps.
+
+pub mod dynamodb;
+pub mod rds;
+pub mod s3;
+
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::key::{Home, KeyRef};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum ResourceType {
+    #[serde(rename = "AWS::RDS::DBInstance")]
+    RdsDbInstance,
+    #[serde(rename = "AWS::RDS::DBCluster")]
+    RdsDbCluster,
+    #[serde(rename = "AWS::DynamoDB::Table")]
+    DynamoDbTable,
+    #[serde(rename = "AWS::S3::Bucket")]
+    S3Bucket,
+}
+
+impl ResourceType {
+    pub const ALL: [ResourceType; 4] =
+        [ResourceType::RdsDbInstance, ResourceType::RdsDbCluster, ResourceType::DynamoDbTable, ResourceType::S3Bucket];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceType::RdsDbInstance => "AWS::RDS::DBInstance",
+            ResourceType::RdsDbCluster => "AWS::RDS::DBCluster",
+            ResourceType::DynamoDbTable => "AWS::DynamoDB::Table",
+            ResourceType::S3Bucket => "AWS::S3::Bucket",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ResourceType> {
+        ResourceType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a resource's data is encrypted at rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protection {
+    /// Not encrypted; the text says how we know.
+    Unencrypted(String),
+    /// S3-managed keys (SSE-S3, AES256).
+    S3Managed,
+    /// DynamoDB's default AWS-owned key.
+    AwsOwnedKey,
+    /// A KMS key, as referenced on the resource.
+    Kms(KeyRef),
+}
+
+/// A resource to evaluate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub resource_type: ResourceType,
+    /// Config's resourceId: dbiResourceId, dbClusterResourceId, table or bucket name.
+    pub resource_id: String,
+    /// What people call it (DB identifier, table or bucket name).
+    pub name: String,
+    /// Where a bare key id or alias on this resource is resolved.
+    pub home: Home,
+    pub protection: Protection,
+}
+
+/// A configuration item, read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Evaluate(Resource),
+    /// Deleted, not recorded, or of a type this rule does not evaluate.
+    NotApplicable {
+        resource_type: String,
+        resource_id: String,
+        reason: String,
+    },
+}
+
+/// Reads a configuration item (the JSON shape of Config's invoking events and of
+/// GetResourceConfigHistory, converted) into a resource to evaluate.
+pub fn from_configuration_item(item: &Value, rule_types: &[ResourceType]) -> Result<Item, Error> {
+    let field = |name| crate::event::str_field(item, name).map_err(|e| prefix("configurationItem", e));
+    let type_name = field("resourceType")?;
+    let resource_id = field("resourceId")?.to_string();
+    let status = item.get("configurationItemStatus").and_then(Value::as_str).unwrap_or("OK");
+    let na = |reason: String| {
+        Ok(Item::NotApplicable { resource_type: type_name.to_string(), resource_id: resource_id.clone(), reason })
+    };
+    if matches!(status, "ResourceDeleted" | "ResourceDeletedNotRecorded" | "ResourceNotRecorded") {
+        return na(format!("configuration item status is {status}"));
+    }
+    let Some(resource_type) = ResourceType::parse(type_name).filter(|t| rule_types.contains(t)) else {
+        tracing::warn!(resource_type = type_name, "resource type not evaluated by this rule");
+        return na(format!(
+            "resource type {} is not evaluated by this rule",
+            crate::key::reference::truncate_chars(type_name, 60)
+        ));
+    };
+    let account = field("awsAccountId")?;
+    let region = field("awsRegion")?;
+    let name = item.get("resourceName").and_then(Value::as_str).unwrap_or(&resource_id).to_string();
+    let configuration = item.get("configuration").filter(|c| !c.is_null());
+    let protection = match resource_type {
+        ResourceType::RdsDbInstance | ResourceType::RdsDbCluster => {
+            let c = configuration.ok_or_else(|| Error::malformed("configurationItem.configuration is missing"))?;
+            rds::protection_from_configuration(c)?
+        }
+        ResourceType::DynamoDbTable => {
+            let c = configuration.ok_or_else(|| Error::malformed("configurationItem.configuration is missing"))?;
+            dynamodb::protection_from_configuration(c)?
+        }
+        ResourceType::S3Bucket => s3::protection_from_item(item)?,
+    };
+    Ok(Item::Evaluate(Resource { resource_type, resource_id, name, home: Home::new(region, account), protection }))
+}
+
+fn prefix(what: &str, e: Error) -> Error {
+    match e {
+        Error::MalformedEvent(m) => Error::MalformedEvent(format!("{what}.{m}")),
+        other => other,
+    }
+}
+
+/// Looks a field up ignoring ASCII case: Config spells some fields differently depending
+/// on the source (`sSEDescription`, `ssedescription`, `SSEDescription`).
+pub(crate) fn field_ci<'a>(obj: &'a Value, name: &str) -> Option<&'a Value> {
+    let map = obj.as_object()?;
+    map.get(name)
+        .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+        .filter(|v| !v.is_null())
+}
+
+pub(crate) fn opt_str<'a>(obj: &'a Value, name: &str, path: &str) -> Result<Option<&'a str>, Error> {
+    match field_ci(obj, name) {
+        None => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Error::malformed(format!("{path}.{name} must be a string"))),
+    }
+}
+
+pub(crate) fn key_ref(raw: &str, path: &str) -> Result<KeyRef, Error> {
+    KeyRef::parse(raw).map_err(|e| Error::malformed(format!("{path}: {e}")))
+}

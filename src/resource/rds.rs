@@ -1,0 +1,64 @@
+//! RDS DB instances and clusters. Config's resourceId is the dbiResourceId
+//! (`db-…`) for instances and the dbClusterResourceId (`cluster-…`) for clusters.
+
+use serde_json::Value;
+
+use super::{field_ci, key_ref, opt_str, Protection, Resource, ResourceType};
+use crate::aws::{fail, Aws};
+use crate::error::Error;
+use crate::key::Home;
+
+/// `configuration.storageEncrypted` + `configuration.kmsKeyId`, the same for both types.
+pub fn protection_from_configuration(c: &Value) -> Result<Protection, Error> {
+    let encrypted = match field_ci(c, "storageEncrypted") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(Error::malformed("configuration.storageEncrypted must be a boolean")),
+    };
+    let key = opt_str(c, "kmsKeyId", "configuration")?;
+    protection(encrypted, key)
+}
+
+fn protection(encrypted: bool, key: Option<&str>) -> Result<Protection, Error> {
+    Ok(match (encrypted, key) {
+        (false, _) => Protection::Unencrypted("storage encryption is off".into()),
+        (true, Some(k)) => Protection::Kms(key_ref(k, "kmsKeyId")?),
+        (true, None) => Protection::Unencrypted("storage is encrypted but no KMS key is named".into()),
+    })
+}
+
+/// Every DB instance and cluster in the account and region (paginated).
+pub async fn enumerate(aws: &Aws, home: &Home, types: &[ResourceType]) -> Result<Vec<Resource>, Error> {
+    let mut out = Vec::new();
+    if types.contains(&ResourceType::RdsDbInstance) {
+        let mut pages = aws.rds().describe_db_instances().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for db in page.map_err(fail("rds:DescribeDBInstances"))?.db_instances() {
+                let Some(id) = db.dbi_resource_id() else { continue };
+                out.push(Resource {
+                    resource_type: ResourceType::RdsDbInstance,
+                    resource_id: id.to_string(),
+                    name: db.db_instance_identifier().unwrap_or(id).to_string(),
+                    home: home.clone(),
+                    protection: protection(db.storage_encrypted().unwrap_or(false), db.kms_key_id())?,
+                });
+            }
+        }
+    }
+    if types.contains(&ResourceType::RdsDbCluster) {
+        let mut pages = aws.rds().describe_db_clusters().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for c in page.map_err(fail("rds:DescribeDBClusters"))?.db_clusters() {
+                let Some(id) = c.db_cluster_resource_id() else { continue };
+                out.push(Resource {
+                    resource_type: ResourceType::RdsDbCluster,
+                    resource_id: id.to_string(),
+                    name: c.db_cluster_identifier().unwrap_or(id).to_string(),
+                    home: home.clone(),
+                    protection: protection(c.storage_encrypted().unwrap_or(false), c.kms_key_id())?,
+                });
+            }
+        }
+    }
+    Ok(out)
+}

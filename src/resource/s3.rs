@@ -1,0 +1,117 @@
+//! S3 buckets. Config's resourceId is the bucket name; the encryption lives in
+//! `supplementaryConfiguration.ServerSideEncryptionConfiguration`, which Config sometimes
+//! delivers as a JSON string to be parsed again.
+
+use aws_sdk_s3::types::ServerSideEncryption;
+use futures_util::{StreamExt, TryStreamExt};
+use serde_json::Value;
+
+use super::{field_ci, key_ref, opt_str, Protection, Resource, ResourceType};
+use crate::aws::{classify, fail, Aws, FailureKind};
+use crate::error::Error;
+use crate::key::{Home, KeyRef};
+
+const CONCURRENCY: usize = 16;
+const PATH: &str = "supplementaryConfiguration.ServerSideEncryptionConfiguration";
+
+pub fn protection_from_item(item: &Value) -> Result<Protection, Error> {
+    let sse = item.get("supplementaryConfiguration").and_then(|s| field_ci(s, "ServerSideEncryptionConfiguration"));
+    let parsed;
+    let sse = match sse {
+        None => return Ok(no_default_encryption()),
+        Some(Value::String(s)) => {
+            parsed = serde_json::from_str::<Value>(s)
+                .map_err(|e| Error::malformed(format!("{PATH} is a string but not JSON: {e}")))?;
+            &parsed
+        }
+        Some(v) => v,
+    };
+    let rules = match field_ci(sse, "rules") {
+        None => return Ok(no_default_encryption()),
+        Some(Value::Array(r)) => r,
+        Some(_) => return Err(Error::malformed(format!("{PATH}.rules must be an array"))),
+    };
+    let mut defaults = Vec::new();
+    for rule in rules {
+        let Some(d) = field_ci(rule, "applyServerSideEncryptionByDefault") else { continue };
+        let path = format!("{PATH}.rules[].applyServerSideEncryptionByDefault");
+        defaults.push((
+            opt_str(d, "sseAlgorithm", &path)?.map(str::to_string),
+            opt_str(d, "kmsMasterKeyID", &path)?.map(str::to_string),
+        ));
+    }
+    protection(defaults.iter().map(|(a, k)| (a.as_deref(), k.as_deref())))
+}
+
+fn no_default_encryption() -> Protection {
+    Protection::Unencrypted("no default encryption configuration".into())
+}
+
+/// The first default-encryption rule decides (S3 allows exactly one).
+fn protection<'a>(mut defaults: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>) -> Result<Protection, Error> {
+    let Some((algorithm, key)) = defaults.next() else { return Ok(no_default_encryption()) };
+    match (algorithm.unwrap_or("AES256"), key) {
+        ("aws:kms" | "aws:kms:dsse", Some(k)) => Ok(Protection::Kms(key_ref(k, "kmsMasterKeyID")?)),
+        // SSE-KMS without a key id means the AWS-managed key aws/s3.
+        ("aws:kms" | "aws:kms:dsse", None) => Ok(Protection::Kms(KeyRef::AliasName("alias/aws/s3".into()))),
+        ("AES256", _) => Ok(Protection::S3Managed),
+        (other, _) => Err(Error::malformed(format!(
+            "unknown sseAlgorithm {:?}",
+            crate::key::reference::truncate_chars(other, 40)
+        ))),
+    }
+}
+
+/// Every bucket of this region: ListBuckets (paginated), then GetBucketEncryption each.
+pub async fn enumerate(aws: &Aws, home: &Home) -> Result<Vec<Resource>, Error> {
+    let mut names = Vec::new();
+    let mut pages = aws.s3().list_buckets().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for b in page.map_err(fail("s3:ListAllMyBuckets"))?.buckets() {
+            // ListBuckets lists every region's buckets; a Config rule is regional.
+            if b.bucket_region().is_some_and(|r| r != home.region) {
+                continue;
+            }
+            if let Some(n) = b.name() {
+                names.push(n.to_string());
+            }
+        }
+    }
+    let resources = futures_util::stream::iter(names)
+        .map(|name| async move {
+            let protection = match aws.s3().get_bucket_encryption().bucket(&name).send().await {
+                Ok(out) => {
+                    let rules = out.server_side_encryption_configuration().map(|c| c.rules()).unwrap_or_default();
+                    let defaults: Vec<(Option<String>, Option<String>)> = rules
+                        .iter()
+                        .filter_map(|r| r.apply_server_side_encryption_by_default())
+                        .map(|d| (Some(sse_name(d.sse_algorithm())), d.kms_master_key_id().map(str::to_string)))
+                        .collect();
+                    protection(defaults.iter().map(|(a, k)| (a.as_deref(), k.as_deref())))?
+                }
+                Err(e) => {
+                    let f = classify(&e);
+                    match (f.kind, f.code.as_deref()) {
+                        (_, Some("ServerSideEncryptionConfigurationNotFoundError")) => no_default_encryption(),
+                        (FailureKind::NotFound, _) => return Ok(None),
+                        _ => return Err(f.into_error("s3:GetEncryptionConfiguration")),
+                    }
+                }
+            };
+            Ok(Some(Resource {
+                resource_type: ResourceType::S3Bucket,
+                resource_id: name.clone(),
+                name,
+                home: home.clone(),
+                protection,
+            }))
+        })
+        .buffered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(resources.into_iter().flatten().collect())
+}
+
+fn sse_name(a: &ServerSideEncryption) -> String {
+    a.as_str().to_string()
+}

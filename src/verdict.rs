@@ -1,0 +1,276 @@
+//! The decision, and nothing else: protection + key facts + rule parameters + now → verdict.
+//!
+//! Pure and deterministic, so every branch is tested without a network. The order of the
+//! checks follows the rule's specification (README, "The verdict"); the first failing
+//! check decides, so an annotation names the most fundamental problem.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+use crate::key::{Fact, KeyFacts, KeyLookup, KeyManager, KeyRef};
+use crate::params::{RuleParams, MATERIAL_ID_TAG};
+use crate::resource::Protection;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Compliance {
+    Compliant,
+    NonCompliant,
+    NotApplicable,
+}
+
+impl Compliance {
+    /// The ComplianceType string PutEvaluations expects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compliance::Compliant => "COMPLIANT",
+            Compliance::NonCompliant => "NON_COMPLIANT",
+            Compliance::NotApplicable => "NOT_APPLICABLE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub compliance: Compliance,
+    /// 1 to 256 characters, always (Config's limit).
+    pub annotation: String,
+}
+
+/// Config's limit on an annotation, in characters.
+pub const MAX_ANNOTATION: usize = 256;
+
+impl Verdict {
+    pub fn compliant(why: impl Into<String>) -> Verdict {
+        Verdict::new(Compliance::Compliant, why.into())
+    }
+    pub fn non_compliant(why: impl Into<String>) -> Verdict {
+        Verdict::new(Compliance::NonCompliant, why.into())
+    }
+    pub fn not_applicable(why: impl Into<String>) -> Verdict {
+        Verdict::new(Compliance::NotApplicable, why.into())
+    }
+    fn new(compliance: Compliance, annotation: String) -> Verdict {
+        Verdict { compliance, annotation: fit_annotation(&annotation) }
+    }
+}
+
+/// Clamps text into Config's 1–256 character annotation, marking a cut with "…".
+pub fn fit_annotation(text: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        return "no details".into();
+    }
+    if text.chars().count() <= MAX_ANNOTATION {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(MAX_ANNOTATION - 1).collect();
+    out.push('…');
+    out
+}
+
+/// Tags and KMS dates may disagree by clock skew and time zones; a day absorbs both.
+const TOLERANCE: Duration = Duration::days(1);
+
+/// Decides one resource. `lookup` is the result for the key `protection` names (ignored
+/// for protections without a key).
+pub fn decide(protection: &Protection, lookup: Option<&KeyLookup>, p: &RuleParams, now: DateTime<Utc>) -> Verdict {
+    const NOT_CMK: &str = "not encrypted with a customer managed KMS key";
+    let key = match protection {
+        Protection::Unencrypted(what) => return Verdict::non_compliant(format!("{NOT_CMK}: {what}")),
+        Protection::S3Managed => {
+            return Verdict::non_compliant(format!(
+                "{NOT_CMK}: SSE-S3 (AES256) uses a key owned by S3; set SSE-KMS with a customer managed key"
+            ))
+        }
+        Protection::AwsOwnedKey => {
+            return Verdict::non_compliant(format!(
+                "{NOT_CMK}: it uses an AWS-owned key; choose a customer managed key"
+            ))
+        }
+        Protection::Kms(key) => key,
+    };
+    let name = short(key);
+    if key.is_aws_managed_alias() {
+        return aws_managed(&name, p);
+    }
+    let facts = match lookup {
+        Some(KeyLookup::Found(f)) => f,
+        Some(KeyLookup::AwsManagedAlias) => return aws_managed(&name, p),
+        Some(KeyLookup::NotFound) => {
+            return Verdict::non_compliant(format!(
+                "KMS key {name} not found: it was deleted, or it is in another account and the reference is not an ARN"
+            ))
+        }
+        Some(KeyLookup::Denied(d)) => {
+            return Verdict::non_compliant(format!("cannot read KMS key {name}: {} denied; {}", d.action, d.hint))
+        }
+        None => return Verdict::non_compliant(format!("KMS key {name} was not looked up (internal error)")),
+    };
+    judge_key(&name, facts, p, now)
+}
+
+fn aws_managed(name: &str, p: &RuleParams) -> Verdict {
+    if p.allow_aws_managed_keys {
+        Verdict::compliant(format!("AWS-managed key {name}: rotated by AWS every year (allowAwsManagedKeys=true)"))
+    } else {
+        Verdict::non_compliant(format!(
+            "not encrypted with a customer managed KMS key: {name} is AWS-managed (set allowAwsManagedKeys=true to accept it)"
+        ))
+    }
+}
+
+fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Verdict {
+    if f.manager == KeyManager::Aws {
+        return aws_managed(name, p);
+    }
+    if f.state != "Enabled" {
+        let hint = match f.state.as_str() {
+            "PendingImport" => "import key material (kms-rotation-guard rotate)",
+            "Disabled" => "enable it, or re-encrypt the resource with an enabled key",
+            "PendingDeletion" => "cancel the deletion (kms:CancelKeyDeletion) or re-encrypt",
+            "Unavailable" => "its custom key store is disconnected",
+            _ => "the key cannot be used in this state",
+        };
+        return Verdict::non_compliant(format!("KMS key {name} is {}: {hint}", f.state));
+    }
+    if f.origin == "AWS_KMS" {
+        if let Fact::Known(a) = &f.auto_rotation {
+            let period = a.period_days.unwrap_or(365);
+            if a.enabled && period <= p.max_key_age_days {
+                return Verdict::compliant(format!("KMS key {name} rotates automatically every {period} days"));
+            }
+        }
+        // Otherwise an AWS_KMS key is judged by the tag, like imported material.
+    }
+
+    let tags = match &f.tags {
+        Fact::Known(t) => t,
+        Fact::Denied(d) => {
+            return Verdict::non_compliant(format!(
+                "cannot read tags of KMS key {name}: {} denied; {}",
+                d.action, d.hint
+            ))
+        }
+        Fact::Unsupported(why) => return Verdict::non_compliant(format!("cannot read tags of KMS key {name}: {why}")),
+        Fact::NotRead => {
+            return Verdict::non_compliant(format!("tags of KMS key {name} were not read (internal error)"))
+        }
+    };
+    let tag = &p.rotation_tag_key;
+    let Some(raw) = tags.get(tag) else {
+        return Verdict::non_compliant(format!(
+            "KMS key {name} has no {tag} tag: set it to the date its key material was last imported (YYYY-MM-DD)"
+        ));
+    };
+    let Some(rotated) = parse_rotation_date(raw) else {
+        let shown: String = raw.chars().take(40).collect();
+        return Verdict::non_compliant(format!(
+            "KMS key {name}: tag {tag}={shown:?} is not a date (use YYYY-MM-DD or RFC 3339)"
+        ));
+    };
+    if rotated > now + TOLERANCE {
+        return Verdict::non_compliant(format!(
+            "KMS key {name}: tag {tag} says {} which is in the future",
+            day(rotated)
+        ));
+    }
+
+    if p.verify_tag_against_kms {
+        match &f.rotations {
+            Fact::Denied(d) => {
+                return Verdict::non_compliant(format!(
+                    "cannot verify tag {tag} of KMS key {name}: {} denied; {} (or set verifyTagAgainstKms=false)",
+                    d.action, d.hint
+                ))
+            }
+            Fact::Known(_) => {
+                if let Some(newest) = f.newest_material_date() {
+                    if rotated > newest + TOLERANCE {
+                        return Verdict::non_compliant(format!(
+                            "KMS key {name}: tag says {}, newest key material is from {}; KMS saw no rotation since",
+                            day(rotated),
+                            day(newest)
+                        ));
+                    }
+                }
+            }
+            // Unsupported: the endpoint cannot list rotations (not AWS); the material id
+            // check below still holds the tag to account.
+            Fact::Unsupported(_) | Fact::NotRead => {}
+        }
+        if let (Some(claimed), Some(current)) = (tags.get(MATERIAL_ID_TAG), f.current_material_id.as_deref()) {
+            if claimed != current {
+                return Verdict::non_compliant(format!(
+                    "KMS key {name}: tag {MATERIAL_ID_TAG} says {}, but the current key material is {}",
+                    clip(claimed, 70),
+                    clip(current, 70)
+                ));
+            }
+        }
+    }
+
+    let (model, valid_to) = f.expiry();
+    if model == Some("KEY_MATERIAL_EXPIRES") {
+        match valid_to {
+            Some(v) if v - now <= Duration::days(p.expiry_warning_days) => {
+                let left = (v - now).num_days().max(0);
+                return Verdict::non_compliant(format!(
+                    "key material of KMS key {name} expires on {} (in {left} days, warning at {}); import new material",
+                    day(v),
+                    p.expiry_warning_days
+                ));
+            }
+            Some(_) => {}
+            None => {
+                return Verdict::non_compliant(format!(
+                    "key material of KMS key {name} expires but KMS did not return the date (ValidTo)"
+                ))
+            }
+        }
+    }
+
+    let age = (now - rotated).num_days().max(0);
+    let limit = p.max_key_age_days;
+    if age > limit {
+        Verdict::non_compliant(format!(
+            "KMS key {name} last rotated {}, {age} days ago, limit {limit} days",
+            day(rotated)
+        ))
+    } else {
+        let due = rotated + Duration::days(limit);
+        Verdict::compliant(format!("KMS key {name} rotated {}, {age} days ago, next due {}", day(rotated), day(due)))
+    }
+}
+
+/// Parses a rotation tag: `YYYY-MM-DD` (midnight UTC) or RFC 3339 with `Z` or an offset.
+pub fn parse_rotation_date(raw: &str) -> Option<DateTime<Utc>> {
+    let s = raw.trim();
+    if s.len() > 64 {
+        return None;
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        // A bare date must be exactly YYYY-MM-DD: chrono also accepts "2025-1-5".
+        if s.len() == 10 {
+            return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+        }
+        return None;
+    }
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}
+
+fn day(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+
+/// Annotations name the key as the resource referenced it, clipped so the verdict text
+/// always fits in 256 characters.
+fn short(key: &KeyRef) -> String {
+    clip(key.short(), 80)
+}
+
+fn clip(s: &str, max: usize) -> String {
+    crate::key::reference::truncate_chars(s, max)
+}
+
+#[cfg(test)]
+mod tests;

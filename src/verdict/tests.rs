@@ -1,0 +1,281 @@
+//! Every branch of the verdict, in specification order, with the boundaries.
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use super::*;
+use crate::key::{AutoRotation, Denial, Fact, KeyFacts, KeyLookup, KeyManager, KeyRef, Rotation};
+
+const ID: &str = "1234abcd-12ab-34cd-56ef-1234567890ab";
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
+}
+
+fn days_ago(n: i64) -> DateTime<Utc> {
+    now() - Duration::days(n)
+}
+
+fn alias() -> Protection {
+    Protection::Kms(KeyRef::parse("alias/prod-s3").unwrap())
+}
+
+/// An enabled EXTERNAL key, created 1000 days ago, never rotated, tagged `tag`.
+fn external(tag: Option<&str>) -> KeyFacts {
+    let mut f = KeyFacts::new(ID, "111122223333", "EXTERNAL");
+    f.created = Some(days_ago(1000));
+    let mut tags = BTreeMap::new();
+    if let Some(t) = tag {
+        tags.insert("LastRotationDate".to_string(), t.to_string());
+    }
+    f.tags = Fact::Known(tags);
+    f.rotations = Fact::Known(vec![]);
+    f
+}
+
+fn rotated_on(f: &mut KeyFacts, when: DateTime<Utc>) {
+    f.rotations = Fact::Known(vec![Rotation {
+        date: Some(when),
+        material_id: Some("m2".into()),
+        material_state: Some("CURRENT".into()),
+        expiration_model: None,
+        valid_to: None,
+    }]);
+}
+
+fn judge(f: KeyFacts) -> Verdict {
+    judge_with(f, &RuleParams::default())
+}
+
+fn judge_with(f: KeyFacts, p: &RuleParams) -> Verdict {
+    decide(&alias(), Some(&KeyLookup::Found(Box::new(f))), p, now())
+}
+
+fn date(n: i64) -> String {
+    days_ago(n).format("%Y-%m-%d").to_string()
+}
+
+#[track_caller]
+fn expect(v: &Verdict, c: Compliance, words: &[&str]) {
+    assert_eq!(v.compliance, c, "{}", v.annotation);
+    for w in words {
+        assert!(v.annotation.contains(w), "{:?} lacks {w:?}", v.annotation);
+    }
+    assert!(!v.annotation.is_empty() && v.annotation.chars().count() <= MAX_ANNOTATION);
+}
+
+#[test]
+fn resources_without_a_customer_key_are_non_compliant() {
+    let p = RuleParams::default();
+    for prot in
+        [Protection::Unencrypted("storage is not encrypted".into()), Protection::S3Managed, Protection::AwsOwnedKey]
+    {
+        expect(
+            &decide(&prot, None, &p, now()),
+            Compliance::NonCompliant,
+            &["not encrypted with a customer managed KMS key"],
+        );
+    }
+}
+
+#[test]
+fn aws_managed_keys_depend_on_the_parameter() {
+    let managed = Protection::Kms(KeyRef::parse("alias/aws/s3").unwrap());
+    let deny = RuleParams::default();
+    let allow = RuleParams { allow_aws_managed_keys: true, ..RuleParams::default() };
+    expect(&decide(&managed, None, &deny, now()), Compliance::NonCompliant, &["AWS-managed", "allowAwsManagedKeys"]);
+    expect(&decide(&managed, None, &allow, now()), Compliance::Compliant, &["AWS-managed"]);
+    // Known only after DescribeKey (referenced by key id).
+    let mut f = external(None);
+    f.manager = KeyManager::Aws;
+    expect(&judge_with(f.clone(), &deny), Compliance::NonCompliant, &["AWS-managed"]);
+    expect(&judge_with(f, &allow), Compliance::Compliant, &[]);
+}
+
+#[test]
+fn missing_and_denied_keys_are_findings_naming_what_is_missing() {
+    let p = RuleParams::default();
+    expect(
+        &decide(&alias(), Some(&KeyLookup::NotFound), &p, now()),
+        Compliance::NonCompliant,
+        &["alias/prod-s3", "not found"],
+    );
+    let denied =
+        KeyLookup::Denied(Denial { action: "kms:DescribeKey".into(), hint: "grant it on the key policy".into() });
+    expect(
+        &decide(&alias(), Some(&denied), &p, now()),
+        Compliance::NonCompliant,
+        &["kms:DescribeKey denied", "key policy"],
+    );
+    expect(&decide(&alias(), None, &p, now()), Compliance::NonCompliant, &["internal"]);
+}
+
+#[test]
+fn keys_not_enabled_are_non_compliant_whatever_the_tag() {
+    for state in ["PendingImport", "Disabled", "PendingDeletion", "Unavailable", "Creating"] {
+        let mut f = external(Some(&date(1)));
+        f.state = state.into();
+        expect(&judge(f), Compliance::NonCompliant, &[state]);
+    }
+}
+
+#[test]
+fn aws_kms_keys_with_automatic_rotation_within_the_limit_pass_without_a_tag() {
+    let mut f = external(None);
+    f.origin = "AWS_KMS".into();
+    f.auto_rotation = Fact::Known(AutoRotation { enabled: true, period_days: Some(365) });
+    expect(&judge(f.clone()), Compliance::Compliant, &["automatically every 365 days"]);
+    // Period above the limit, or rotation off: judged by the tag (missing here).
+    let strict = RuleParams { max_key_age_days: 90, ..RuleParams::default() };
+    expect(&judge_with(f.clone(), &strict), Compliance::NonCompliant, &["no LastRotationDate tag"]);
+    f.auto_rotation = Fact::Known(AutoRotation { enabled: false, period_days: None });
+    expect(&judge(f.clone()), Compliance::NonCompliant, &["no LastRotationDate tag"]);
+    // ... and a good tag, matching a rotation KMS saw, makes it compliant.
+    rotated_on(&mut f, days_ago(10));
+    f.tags = Fact::Known(BTreeMap::from([("LastRotationDate".into(), date(10))]));
+    expect(&judge(f), Compliance::Compliant, &["10 days ago"]);
+}
+
+#[test]
+fn tag_problems_say_which() {
+    expect(&judge(external(None)), Compliance::NonCompliant, &["no LastRotationDate tag"]);
+    expect(&judge(external(Some("last tuesday"))), Compliance::NonCompliant, &["\"last tuesday\"", "not a date"]);
+    expect(&judge(external(Some("2025-1-5"))), Compliance::NonCompliant, &["not a date"]);
+    expect(&judge(external(Some("2026-11-25"))), Compliance::NonCompliant, &["in the future"]);
+    // Within a day ahead is clock skew, not a lie.
+    let mut f = external(Some("2026-11-24"));
+    rotated_on(&mut f, now());
+    expect(&judge(f), Compliance::Compliant, &[]);
+    let mut f = external(None);
+    f.tags = Fact::Denied(Denial { action: "kms:ListResourceTags".into(), hint: "set keyReaderRoleName".into() });
+    expect(&judge(f), Compliance::NonCompliant, &["kms:ListResourceTags denied", "keyReaderRoleName"]);
+    let custom = RuleParams { rotation_tag_key: "rotated".into(), ..RuleParams::default() };
+    expect(&judge_with(external(Some(&date(3))), &custom), Compliance::NonCompliant, &["no rotated tag"]);
+}
+
+#[test]
+fn accepted_date_forms() {
+    for (raw, want) in [
+        ("2026-11-20", "2026-11-20T00:00:00Z"),
+        ("2026-11-20T10:00:00Z", "2026-11-20T10:00:00Z"),
+        ("2026-11-20T10:00:00+02:00", "2026-11-20T08:00:00Z"),
+        (" 2026-11-20T10:00:00.5-05:00 ", "2026-11-20T15:00:00.500Z"),
+    ] {
+        let got = parse_rotation_date(raw).unwrap();
+        assert_eq!(got, DateTime::parse_from_rfc3339(want).unwrap().with_timezone(&Utc), "{raw}");
+    }
+    for bad in ["", "2026-13-01", "2026-02-30", "20261120", "2026-11-20 10:00", "yesterday", "2026-11-20T10:00:00"] {
+        assert!(parse_rotation_date(bad).is_none(), "{bad}");
+    }
+}
+
+#[test]
+fn a_tag_claiming_a_rotation_kms_never_saw_is_caught() {
+    // Created 1000 days ago and never rotated, but the tag says 10 days ago.
+    expect(
+        &judge(external(Some(&date(10)))),
+        Compliance::NonCompliant,
+        &[&format!("tag says {}", date(10)), &format!("from {}", date(1000))],
+    );
+    // A rotation 10 days ago makes the same tag honest; one day of slack either way.
+    let mut f = external(Some(&date(10)));
+    rotated_on(&mut f, days_ago(11) + Duration::hours(1));
+    expect(&judge(f), Compliance::Compliant, &[]);
+    let mut f = external(Some(&date(10)));
+    rotated_on(&mut f, days_ago(12));
+    expect(&judge(f.clone()), Compliance::NonCompliant, &["KMS saw no rotation"]);
+    // Turning verification off trusts the tag.
+    let trust = RuleParams { verify_tag_against_kms: false, ..RuleParams::default() };
+    expect(&judge_with(f, &trust), Compliance::Compliant, &[]);
+    // A key created recently and never rotated: the tag at creation is fine.
+    let mut f = external(Some(&date(5)));
+    f.created = Some(days_ago(5));
+    expect(&judge(f), Compliance::Compliant, &[]);
+}
+
+#[test]
+fn unreadable_rotation_history_is_a_finding_unless_verification_is_off() {
+    let mut f = external(Some(&date(10)));
+    f.rotations =
+        Fact::Denied(Denial { action: "kms:ListKeyRotations".into(), hint: "grant it to the reader role".into() });
+    expect(&judge(f.clone()), Compliance::NonCompliant, &["kms:ListKeyRotations denied", "verifyTagAgainstKms=false"]);
+    let trust = RuleParams { verify_tag_against_kms: false, ..RuleParams::default() };
+    expect(&judge_with(f.clone(), &trust), Compliance::Compliant, &[]);
+    // An endpoint without ListKeyRotations: only the material-id check remains.
+    f.rotations = Fact::Unsupported("ListKeyRotations not implemented".into());
+    expect(&judge(f), Compliance::Compliant, &[]);
+}
+
+#[test]
+fn material_id_tag_must_match_current_material() {
+    let mut f = external(Some(&date(10)));
+    f.rotations = Fact::Unsupported("n/a".into());
+    f.current_material_id = Some("aaa".into());
+    if let Fact::Known(t) = &mut f.tags {
+        t.insert(MATERIAL_ID_TAG.into(), "bbb".into());
+    }
+    expect(&judge(f.clone()), Compliance::NonCompliant, &["says bbb", "current key material is aaa"]);
+    if let Fact::Known(t) = &mut f.tags {
+        t.insert(MATERIAL_ID_TAG.into(), "aaa".into());
+    }
+    expect(&judge(f), Compliance::Compliant, &[]);
+}
+
+#[test]
+fn expiring_material_is_flagged_within_the_warning_window() {
+    let expiring = |in_days: i64, from_rotations: bool| {
+        let mut f = external(Some(&date(10)));
+        rotated_on(&mut f, days_ago(10));
+        let v = Some(now() + Duration::days(in_days));
+        if from_rotations {
+            if let Fact::Known(rs) = &mut f.rotations {
+                rs[0].expiration_model = Some("KEY_MATERIAL_EXPIRES".into());
+                rs[0].valid_to = v;
+            }
+        } else {
+            f.expiration_model = Some("KEY_MATERIAL_EXPIRES".into());
+            f.valid_to = v;
+        }
+        f
+    };
+    expect(&judge(expiring(30, false)), Compliance::NonCompliant, &["expires on", "in 30 days"]);
+    expect(&judge(expiring(10, true)), Compliance::NonCompliant, &["expires on"]);
+    expect(&judge(expiring(31, false)), Compliance::Compliant, &[]);
+    let mut f = expiring(31, false);
+    f.valid_to = None;
+    expect(&judge(f), Compliance::NonCompliant, &["ValidTo"]);
+    let mut f = expiring(5, false);
+    f.expiration_model = Some("KEY_MATERIAL_DOES_NOT_EXPIRE".into());
+    expect(&judge(f), Compliance::Compliant, &[]);
+}
+
+#[test]
+fn age_boundary_is_inclusive_at_the_limit() {
+    let aged = |n: i64| {
+        let mut f = external(Some(&date(n)));
+        rotated_on(&mut f, days_ago(n));
+        f
+    };
+    expect(&judge(aged(364)), Compliance::Compliant, &["364 days ago", "next due"]);
+    expect(
+        &judge(aged(365)),
+        Compliance::Compliant,
+        &["365 days ago", &format!("next due {}", now().format("%Y-%m-%d"))],
+    );
+    expect(&judge(aged(366)), Compliance::NonCompliant, &["366 days ago", "limit 365 days"]);
+    let p = RuleParams { max_key_age_days: 1, ..RuleParams::default() };
+    expect(&judge_with(aged(1), &p), Compliance::Compliant, &[]);
+    expect(&judge_with(aged(2), &p), Compliance::NonCompliant, &["limit 1 days"]);
+}
+
+#[test]
+fn annotations_fit_in_256_characters() {
+    let long_alias = format!("alias/{}", "x".repeat(240));
+    let prot = Protection::Kms(KeyRef::parse(&long_alias).unwrap());
+    let mut f = external(Some(&"9".repeat(300)));
+    f.state = "Enabled".into();
+    let v = decide(&prot, Some(&KeyLookup::Found(Box::new(f))), &RuleParams::default(), now());
+    assert!(v.annotation.chars().count() <= MAX_ANNOTATION);
+    assert_eq!(fit_annotation(""), "no details");
+    assert_eq!(fit_annotation(&"é".repeat(300)).chars().count(), 256);
+}
