@@ -293,7 +293,9 @@ impl Intercept for CallCounter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(md) = cfg.load::<Metadata>() {
-            let op = format!("{}.{}", md.service(), md.name());
+            // "Config Service" → "config", "KMS" → "kms": the IAM prefix people know.
+            let service = md.service().split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+            let op = format!("{service}.{}", md.name());
             if let Ok(mut m) = self.0.lock() {
                 *m.entry(op).or_default() += 1;
             }

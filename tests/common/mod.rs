@@ -1,0 +1,145 @@
+//! Test harness: real local AWS emulators, started per test and killed on drop.
+//!
+//! moto (server mode) plays every workload-side service; tools come from `.tools/`,
+//! installed by `scripts/setup`. A missing tool fails the test with that instruction.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_kms::config::Credentials;
+use kms_rotation_guard::aws::{Aws, CallCounter};
+
+pub mod seed;
+
+pub const REGION: &str = "eu-west-1";
+/// moto's default account: the workload account in these tests.
+pub const WORKLOAD: &str = "123456789012";
+/// The central security account holding the keys.
+pub const SECURITY: &str = "111111111111";
+pub const READER_ROLE: &str = "kms-rotation-guard-key-reader";
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tool installed by scripts/setup.
+pub fn tool(venv: &str, name: &str) -> PathBuf {
+    let p = root().join(".tools").join(venv).join("bin").join(name);
+    assert!(p.exists(), "{} is missing: run scripts/setup (the README's test command does)", p.display());
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str, limit: Duration) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early with {status}");
+        }
+        assert!(start.elapsed() < limit, "{what} did not listen on {port} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A moto server on a free port; killed when dropped.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        Moto::start_in(None)
+    }
+
+    /// `account` pins the server's default account (MOTO_ACCOUNT_ID).
+    pub fn start_in(account: Option<&str>) -> Moto {
+        let port = free_port();
+        let mut cmd = Command::new(tool("venv", "moto_server"));
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+        if let Some(a) = account {
+            cmd.env("MOTO_ACCOUNT_ID", a);
+        }
+        let mut child = cmd.spawn().expect("start moto_server");
+        wait_for_port(port, &mut child, "moto_server", Duration::from_secs(30));
+        Moto { child, port, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// Environment for a child process (the CLI) to reach this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_MAX_ATTEMPTS", "2".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("AWS_CONFIG_FILE", "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SDK configuration for `endpoint` with static credentials, so the SDK never probes
+/// instance metadata, and two attempts per call to keep failure tests quick.
+pub async fn sdk_config(endpoint: &str, creds: Credentials) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(creds)
+        .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .timeout_config(kms_rotation_guard::aws::timeouts())
+        .load()
+        .await
+}
+
+pub fn static_creds() -> Credentials {
+    Credentials::new("testing", "testing", None, None, "tests")
+}
+
+/// The workload account's view, with a call counter.
+pub async fn workload(endpoint: &str) -> (Aws, CallCounter) {
+    let counter = CallCounter::default();
+    (Aws::new(sdk_config(endpoint, static_creds()).await).with_counter(counter.clone()), counter)
+}
+
+/// Credentials acting in `account` (moto: an assumed role's credentials act there).
+pub async fn assumed(endpoint: &str, account: &str) -> Aws {
+    let base = Aws::new(sdk_config(endpoint, static_creds()).await);
+    let out = base
+        .sts()
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/admin"))
+        .role_session_name("seed")
+        .send()
+        .await
+        .expect("assume role");
+    let c = out.credentials().unwrap();
+    let creds =
+        Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().into()), None, "seed");
+    Aws::new(sdk_config(endpoint, creds).await)
+}
+
+pub fn days_from_now(days: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::days(days)
+}
+
+pub fn ymd(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
