@@ -217,7 +217,11 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => FailureKind::Transient,
         SdkError::ServiceError(_) => {
             let c = code.as_deref().unwrap_or("");
-            if THROTTLING.contains(&c) || matches!(status, Some(500 | 502 | 503 | 504 | 429)) {
+            // 501 first: LocalStack answers unemulated calls with 501 + "InternalFailure",
+            // which would otherwise read as a transient AWS fault and fail every run.
+            if UNSUPPORTED.contains(&c) || status == Some(501) {
+                FailureKind::Unsupported
+            } else if THROTTLING.contains(&c) || matches!(status, Some(500 | 502 | 503 | 504 | 429)) {
                 FailureKind::Transient
             } else if DENIED.contains(&c) || (c.is_empty() && status == Some(403)) {
                 // Emulators answer IAM denials on JSON protocols with an XML body the
@@ -225,8 +229,6 @@ where
                 FailureKind::Denied
             } else if NOT_FOUND.contains(&c) || (c.is_empty() && status == Some(404)) {
                 FailureKind::NotFound
-            } else if UNSUPPORTED.contains(&c) || status == Some(501) {
-                FailureKind::Unsupported
             } else {
                 FailureKind::Other
             }

@@ -13,6 +13,7 @@ pub mod lambda;
 pub mod params;
 pub mod report;
 pub mod resource;
+pub mod rotation;
 pub mod rule;
 pub mod verdict;
 

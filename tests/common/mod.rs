@@ -143,3 +143,109 @@ pub fn days_from_now(days: i64) -> chrono::DateTime<chrono::Utc> {
 pub fn ymd(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d").to_string()
 }
+
+/// LocalStack's KMS (host mode, `.tools/ls-venv`): the only emulator with BYOK import.
+/// Its own temporary state directory; killed with its process group on drop, since it
+/// does not stop on SIGTERM.
+pub struct LocalStack {
+    child: Child,
+    pub endpoint: String,
+    _state: tempdir::TempDir,
+}
+
+impl LocalStack {
+    pub fn start() -> LocalStack {
+        use std::os::unix::process::CommandExt;
+        let port = free_port();
+        let state = tempdir::TempDir::new("localstack");
+        let mut child = Command::new(tool("ls-venv", "python"))
+            .args(["-m", "localstack.runtime.main"])
+            .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SERVICES", "kms,sts")
+            .env("FILESYSTEM_ROOT", state.path())
+            .env("LOCALSTACK_CLI", "0")
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start LocalStack");
+        wait_for_port(port, &mut child, "LocalStack", Duration::from_secs(60));
+        let endpoint = format!("http://127.0.0.1:{port}");
+        // The port opens before KMS is served: wait until a KMS call answers.
+        let start = Instant::now();
+        loop {
+            let ok = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("{endpoint}/_localstack/health")])
+                .output()
+                .map(|o| o.stdout == b"200")
+                .unwrap_or(false);
+            if ok {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "LocalStack did not become healthy");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        LocalStack { child, endpoint, _state: state }
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        // SIGKILL the process itself, then its group (helpers it may have started).
+        let _ = self.child.kill();
+        let _ =
+            Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).stderr(Stdio::null()).status();
+        let _ = self.child.wait();
+    }
+}
+
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    /// A directory under target/tmp, removed on drop.
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(prefix: &str) -> TempDir {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let p = super::root().join("target/tmp").join(format!(
+                "{prefix}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// One SoftHSM2 token per test process (PKCS#11 is initialised once per process), made by
+/// scripts/softhsm-token in a directory of its own.
+pub fn softhsm() -> &'static kms_rotation_guard::rotation::hsm::Pkcs11Source {
+    use kms_rotation_guard::rotation::hsm::{HsmPin, Pkcs11Source};
+    static SOURCE: std::sync::OnceLock<Pkcs11Source> = std::sync::OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let dir = root().join("target/tmp").join(format!("softhsm-{}", std::process::id()));
+        let out = Command::new(root().join("scripts/softhsm-token"))
+            .args([dir.to_str().unwrap(), "rotation-tests", "5678", SOFTHSM_PIN])
+            .output()
+            .expect("scripts/softhsm-token");
+        assert!(out.status.success(), "softhsm-token: {}", String::from_utf8_lossy(&out.stderr));
+        let conf = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        std::env::set_var("SOFTHSM2_CONF", conf);
+        Pkcs11Source::open(SOFTHSM_MODULE, "rotation-tests", &HsmPin::new(SOFTHSM_PIN)).expect("open SoftHSM token")
+    })
+}
+
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+pub const SOFTHSM_PIN: &str = "86420135";
