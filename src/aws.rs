@@ -223,11 +223,12 @@ where
                 FailureKind::Unsupported
             } else if THROTTLING.contains(&c) || matches!(status, Some(500 | 502 | 503 | 504 | 429)) {
                 FailureKind::Transient
-            } else if DENIED.contains(&c) || (c.is_empty() && status == Some(403)) {
-                // Emulators answer IAM denials on JSON protocols with an XML body the
-                // SDK cannot parse; the status still says what happened.
+            } else if DENIED.contains(&c) || (c.is_empty() && status == Some(403) && body_names_denial(err)) {
+                // moto answers IAM denials on JSON protocols with an XML body the SDK cannot
+                // parse; the body still names AccessDenied. A bare 403 or 404 (a proxy, a
+                // load balancer) says nothing about the key and must not become a verdict.
                 FailureKind::Denied
-            } else if NOT_FOUND.contains(&c) || (c.is_empty() && status == Some(404)) {
+            } else if NOT_FOUND.contains(&c) {
                 FailureKind::NotFound
             } else {
                 FailureKind::Other
@@ -241,6 +242,11 @@ where
         _ => DisplayErrorContext(err).to_string(),
     };
     Failure { kind, code, message }
+}
+
+/// Whether an error body without a parseable code still names an access denial.
+fn body_names_denial<E>(err: &SdkError<E, HttpResponse>) -> bool {
+    err.raw_response().and_then(|r| r.body().bytes()).is_some_and(|b| b.windows(12).any(|w| w == b"AccessDenied"))
 }
 
 impl Failure {

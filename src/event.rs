@@ -70,12 +70,26 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<Invocation, Error> {
 pub fn parse(mut payload: Value) -> Result<Invocation, Error> {
     let obj = payload.as_object_mut().ok_or_else(|| Error::malformed("the event must be a JSON object"))?;
     obj.entry("eventLeftScope").or_insert(Value::Bool(false));
-    for field in ["invokingEvent", "ruleParameters", "resultToken", "accountId", "configRuleName"] {
+    // Checked here so the error names the field; serde's would not.
+    for field in [
+        "invokingEvent",
+        "ruleParameters",
+        "resultToken",
+        "accountId",
+        "configRuleName",
+        "configRuleArn",
+        "configRuleId",
+        "executionRoleArn",
+        "version",
+    ] {
         if let Some(v) = obj.get(field) {
             if !v.is_string() && !v.is_null() {
                 return Err(Error::malformed(format!("{field} must be a string")));
             }
         }
+    }
+    if !obj.get("eventLeftScope").is_some_and(Value::is_boolean) {
+        return Err(Error::malformed("eventLeftScope must be true or false"));
     }
     let envelope: ConfigEvent =
         serde_json::from_value(payload).map_err(|e| Error::malformed(format!("not a Config rule event: {e}")))?;

@@ -168,7 +168,7 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
             "KMS key {name}: tag {tag}={shown:?} is not a date (use YYYY-MM-DD or RFC 3339)"
         ));
     };
-    if rotated > now + TOLERANCE {
+    if now.checked_add_signed(TOLERANCE).is_some_and(|limit| rotated > limit) {
         return Verdict::non_compliant(format!(
             "KMS key {name}: tag {tag} says {} which is in the future",
             day(rotated)
@@ -185,7 +185,7 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
             }
             Fact::Known(_) => {
                 if let Some(newest) = f.newest_material_date() {
-                    if rotated > newest + TOLERANCE {
+                    if newest.checked_add_signed(TOLERANCE).is_some_and(|limit| rotated > limit) {
                         return Verdict::non_compliant(format!(
                             "KMS key {name}: tag says {}, newest key material is from {}; KMS saw no rotation since",
                             day(rotated),
@@ -212,8 +212,8 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
     let (model, valid_to) = f.expiry();
     if model == Some("KEY_MATERIAL_EXPIRES") {
         match valid_to {
-            Some(v) if v - now <= Duration::days(p.expiry_warning_days) => {
-                let left = (v - now).num_days().max(0);
+            Some(v) if v.signed_duration_since(now) <= Duration::days(p.expiry_warning_days) => {
+                let left = v.signed_duration_since(now).num_days().max(0);
                 return Verdict::non_compliant(format!(
                     "key material of KMS key {name} expires on {} (in {left} days, warning at {}); import new material",
                     day(v),
@@ -229,7 +229,7 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
         }
     }
 
-    let age = (now - rotated).num_days().max(0);
+    let age = now.signed_duration_since(rotated).num_days().max(0);
     let limit = p.max_key_age_days;
     if age > limit {
         Verdict::non_compliant(format!(
@@ -237,8 +237,8 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
             day(rotated)
         ))
     } else {
-        let due = rotated + Duration::days(limit);
-        Verdict::compliant(format!("KMS key {name} rotated {}, {age} days ago, next due {}", day(rotated), day(due)))
+        let due = rotated.checked_add_signed(Duration::days(limit)).map(day).unwrap_or_else(|| "never".into());
+        Verdict::compliant(format!("KMS key {name} rotated {}, {age} days ago, next due {due}", day(rotated)))
     }
 }
 

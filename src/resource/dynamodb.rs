@@ -20,16 +20,22 @@ pub fn protection_from_configuration(c: &Value) -> Result<Protection, Error> {
         return Err(Error::malformed("configuration.sSEDescription must be an object"));
     }
     let status = opt_str(sse, "status", "configuration.sSEDescription")?;
+    let sse_type = opt_str(sse, "sSEType", "configuration.sSEDescription")?;
     let key = opt_str(sse, "kMSMasterKeyArn", "configuration.sSEDescription")?;
-    protection(status, key)
+    protection(status, sse_type, key)
 }
 
-fn protection(status: Option<&str>, key: Option<&str>) -> Result<Protection, Error> {
+fn protection(status: Option<&str>, sse_type: Option<&str>, key: Option<&str>) -> Result<Protection, Error> {
     // DISABLED/DISABLING means back on the AWS-owned key; any other status with a key
     // (ENABLED, ENABLING, UPDATING) means that key protects the table.
     match (status, key) {
-        (Some("DISABLED" | "DISABLING"), _) | (_, None) => Ok(Protection::AwsOwnedKey),
+        (Some("DISABLED" | "DISABLING"), _) => Ok(Protection::AwsOwnedKey),
         (_, Some(k)) => Ok(Protection::Kms(key_ref(k, "kMSMasterKeyArn")?)),
+        // SSE type KMS names its key; without one we cannot tell which key it is.
+        (_, None) if sse_type == Some("KMS") => {
+            Err(Error::malformed("configuration.sSEDescription.kMSMasterKeyArn is missing for sSEType KMS"))
+        }
+        (_, None) => Ok(Protection::AwsOwnedKey),
     }
 }
 
@@ -47,7 +53,9 @@ pub async fn enumerate(aws: &Aws, home: &Home) -> Result<Vec<Resource>, Error> {
                 Ok(o) => {
                     let sse = o.table().and_then(|t| t.sse_description());
                     let status = sse.and_then(|s| s.status()).map(|s| s.as_str().to_string());
-                    let protection = protection(status.as_deref(), sse.and_then(|s| s.kms_master_key_arn()))?;
+                    let sse_type = sse.and_then(|s| s.sse_type()).map(|s| s.as_str().to_string());
+                    let protection =
+                        protection(status.as_deref(), sse_type.as_deref(), sse.and_then(|s| s.kms_master_key_arn()))?;
                     Ok(Some(Resource {
                         resource_type: ResourceType::DynamoDbTable,
                         resource_id: name.clone(),

@@ -90,7 +90,11 @@ pub fn from_configuration_item(item: &Value, rule_types: &[ResourceType]) -> Res
     let field = |name| crate::event::str_field(item, name).map_err(|e| prefix("configurationItem", e));
     let type_name = field("resourceType")?;
     let resource_id = field("resourceId")?.to_string();
-    let status = item.get("configurationItemStatus").and_then(Value::as_str).unwrap_or("OK");
+    let status = match item.get("configurationItemStatus") {
+        None | Some(Value::Null) => "OK",
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(Error::malformed("configurationItem.configurationItemStatus must be a string")),
+    };
     let na = |reason: String| {
         Ok(Item::NotApplicable { resource_type: type_name.to_string(), resource_id: resource_id.clone(), reason })
     };

@@ -23,7 +23,8 @@ fn protection(encrypted: bool, key: Option<&str>) -> Result<Protection, Error> {
     Ok(match (encrypted, key) {
         (false, _) => Protection::Unencrypted("storage encryption is off".into()),
         (true, Some(k)) => Protection::Kms(key_ref(k, "kmsKeyId")?),
-        (true, None) => Protection::Unencrypted("storage is encrypted but no KMS key is named".into()),
+        // RDS always names the key of encrypted storage; without it we cannot judge.
+        (true, None) => return Err(Error::malformed("kmsKeyId is missing although storageEncrypted is true")),
     })
 }
 
