@@ -36,3 +36,107 @@ pub async fn run_rule(rule: Rule) -> Result<(), lambda_runtime::Error> {
     }))
     .await
 }
+
+/// What the SSM Automation document sends (see security-account.yaml).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemediationRequest {
+    /// Alias, alias ARN, key id or key ARN of the key to rotate.
+    pub key_id: String,
+    /// The non-compliant resource, for the audit log only.
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    /// `in-place` (default) or `alias-swap`.
+    #[serde(default)]
+    pub strategy: Option<String>,
+}
+
+/// Settings of the remediation function, from its environment (template: security-account.yaml).
+struct RemediationSettings {
+    module: String,
+    token_label: String,
+    pin_secret_arn: Option<String>,
+    allow_alias_swap: bool,
+    key_tag_value: Option<String>,
+    date_tag: String,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl RemediationSettings {
+    fn from_env() -> Result<Self, lambda_runtime::Error> {
+        if env("KRG_HSM").as_deref().unwrap_or("pkcs11") != "pkcs11" {
+            // The software source exists for development; Lambda rotates only from an HSM.
+            return Err("KRG_HSM must be pkcs11: the remediation function only rotates with an HSM".into());
+        }
+        Ok(RemediationSettings {
+            module: env("KRG_PKCS11_MODULE")
+                .ok_or("KRG_PKCS11_MODULE is not set (path of the HSM's PKCS#11 library)")?,
+            token_label: env("KRG_TOKEN_LABEL").ok_or("KRG_TOKEN_LABEL is not set")?,
+            pin_secret_arn: env("KRG_PIN_SECRET_ARN"),
+            allow_alias_swap: env("KRG_ALLOW_ALIAS_SWAP").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            key_tag_value: env("KRG_KEY_TAG_VALUE"),
+            date_tag: env("KRG_ROTATION_TAG_KEY").unwrap_or_else(|| crate::rotation::DATE_TAG.into()),
+        })
+    }
+
+    /// The PIN from Secrets Manager (KRG_PIN_SECRET_ARN), else KRG_PKCS11_PIN.
+    async fn pin(&self, aws: &Aws) -> Result<crate::rotation::hsm::HsmPin, lambda_runtime::Error> {
+        if let Some(arn) = &self.pin_secret_arn {
+            let client = aws_sdk_secretsmanager::Client::new(aws.sdk_config());
+            let out =
+                client.get_secret_value().secret_id(arn).send().await.map_err(|e| {
+                    format!("cannot read the HSM PIN secret {arn}: {}", crate::aws::classify(&e).message)
+                })?;
+            let pin = out.secret_string().ok_or("the HSM PIN secret has no SecretString")?;
+            return Ok(crate::rotation::hsm::HsmPin::new(pin.trim()));
+        }
+        let pin = env("KRG_PKCS11_PIN").ok_or("set KRG_PIN_SECRET_ARN (or KRG_PKCS11_PIN) for the HSM PIN")?;
+        Ok(crate::rotation::hsm::HsmPin::new(pin))
+    }
+}
+
+/// Runs the rotation remediation: one rotation per invocation, the HSM session opened on
+/// first use and kept for the life of the process.
+pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
+    use crate::rotation::{hsm::Pkcs11Source, RotationRequest, Rotator, Strategy};
+    init_json_logs();
+    let aws = Arc::new(Aws::from_env().await);
+    let source: Arc<tokio::sync::OnceCell<Pkcs11Source>> = Arc::new(tokio::sync::OnceCell::new());
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
+        let (aws, source) = (aws.clone(), source.clone());
+        async move {
+            let settings = RemediationSettings::from_env()?;
+            let no_swap: lambda_runtime::Error = "alias-swap is not allowed here (KRG_ALLOW_ALIAS_SWAP is not true)".into();
+            let req: RemediationRequest = serde_json::from_value(ev.payload)
+                .map_err(|e| format!("bad remediation request (expected keyId, resourceId, strategy): {e}"))?;
+            let strategy: Strategy = req.strategy.as_deref().unwrap_or("in-place").parse()?;
+            if strategy == Strategy::AliasSwap && !settings.allow_alias_swap {
+                return Err(no_swap);
+            }
+            let source = source
+                .get_or_try_init(|| async {
+                    let pin = settings.pin(&aws).await?;
+                    Pkcs11Source::open(&settings.module, &settings.token_label, &pin).map_err(lambda_runtime::Error::from)
+                })
+                .await?;
+            let request = RotationRequest {
+                strategy,
+                date_tag: settings.date_tag.clone(),
+                required_tag: settings.key_tag_value.clone().map(|v| ("kms-rotation-guard".to_string(), v)),
+                ..RotationRequest::new(req.key_id.trim())
+            };
+            tracing::info!(key = %request.key, resource = req.resource_id.as_deref().unwrap_or("-"), %strategy, "remediation requested");
+            match Rotator::new(&aws, source).rotate(&request).await {
+                Ok((_, record)) => Ok::<Value, lambda_runtime::Error>(serde_json::to_value(record)?),
+                Err(e) => {
+                    tracing::error!(error = %e, "rotation failed");
+                    Err(e.into())
+                }
+            }
+        }
+    }))
+    .await
+}

@@ -37,6 +37,50 @@ enum Command {
         #[arg(long)]
         now: Option<String>,
     },
+    /// Rotate the imported key material of one KMS key (BYOK): generate and wrap it in an
+    /// HSM, import, verify, tag. Resumes an interrupted rotation. Never deletes anything.
+    #[command(after_help = "The PKCS#11 PIN is read from KRG_PKCS11_PIN or, with --pin-stdin, from standard input; \
+        never from a flag.\n\nExamples:\n  \
+        KRG_PKCS11_PIN=... kms-rotation-guard rotate --key alias/prod-s3 --hsm pkcs11 \\\n      \
+        --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label byok --dry-run\n  \
+        kms-rotation-guard rotate --key alias/prod-rds --strategy alias-swap --hsm pkcs11 ... --pin-stdin < pin.txt\n  \
+        kms-rotation-guard rotate --key alias/dev-s3 --hsm software   # development only")]
+    Rotate {
+        /// Alias, alias ARN, key id or key ARN.
+        #[arg(long)]
+        key: String,
+        /// in-place (import new material + RotateKeyOnDemand) or alias-swap (new key, move the alias).
+        #[arg(long, default_value = "in-place", value_parser = ["in-place", "alias-swap"])]
+        strategy: String,
+        /// Pin a wrapping algorithm (RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_256,
+        /// RSA_AES_KEY_WRAP_SHA_1); default: the strongest the HSM can do.
+        #[arg(long)]
+        wrapping_algorithm: Option<String>,
+        /// RSA_2048, RSA_3072 or RSA_4096.
+        #[arg(long, default_value = "RSA_4096")]
+        wrapping_key_spec: String,
+        /// Where key material is generated: pkcs11 (an HSM) or software (development only).
+        #[arg(long, value_parser = ["pkcs11", "software"])]
+        hsm: String,
+        /// The HSM's PKCS#11 library.
+        #[arg(long, required_if_eq("hsm", "pkcs11"))]
+        pkcs11_module: Option<PathBuf>,
+        /// The token's label (slot ids are not stable).
+        #[arg(long, required_if_eq("hsm", "pkcs11"))]
+        token_label: Option<String>,
+        /// Read the PIN from the first line of standard input instead of KRG_PKCS11_PIN.
+        #[arg(long)]
+        pin_stdin: bool,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Config rules to re-evaluate afterwards (StartConfigRulesEvaluation).
+        #[arg(long, num_args = 1..)]
+        reevaluate: Vec<String>,
+        /// Let the new material expire at this time (RFC 3339); default: never.
+        #[arg(long)]
+        valid_to: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -94,7 +138,63 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        cmd @ Command::Rotate { .. } => rotate(cmd).await,
     }
+}
+
+async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
+    use kms_rotation_guard::rotation::hsm::{HsmPin, KeyMaterialSource, Pkcs11Source, SoftwareSource};
+    use kms_rotation_guard::rotation::{RotationRequest, Rotator};
+    let Command::Rotate {
+        key,
+        strategy,
+        wrapping_algorithm,
+        wrapping_key_spec,
+        hsm,
+        pkcs11_module,
+        token_label,
+        pin_stdin,
+        dry_run,
+        reevaluate,
+        valid_to,
+    } = cmd
+    else {
+        unreachable!()
+    };
+    let source: Box<dyn KeyMaterialSource> = match hsm.as_str() {
+        "software" => Box::new(SoftwareSource::new_insecure_for_development()),
+        _ => {
+            let pin = if pin_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).context("cannot read the PIN from standard input")?;
+                HsmPin::new(line.trim_end_matches(['\r', '\n']))
+            } else {
+                HsmPin::new(
+                    std::env::var("KRG_PKCS11_PIN").map_err(|_| anyhow!("set KRG_PKCS11_PIN or pass --pin-stdin"))?,
+                )
+            };
+            let module = pkcs11_module.expect("required by clap");
+            let label = token_label.expect("required by clap");
+            Box::new(Pkcs11Source::open(&module, &label, &pin)?)
+        }
+    };
+    let request = RotationRequest {
+        strategy: strategy.parse()?,
+        wrapping_algorithm: wrapping_algorithm.map(|a| a.parse()).transpose()?,
+        wrapping_key_spec: wrapping_key_spec.parse()?,
+        valid_to: valid_to.map(|v| parse_now(Some(&v))).transpose()?,
+        dry_run,
+        reevaluate,
+        ..RotationRequest::new(key)
+    };
+    let aws = Aws::from_env().await;
+    let rotator = Rotator::new(&aws, source.as_ref()).on_step(|step, text| eprintln!("==> {step:?}: {text}"));
+    let (plan, record) = rotator.rotate(&request).await?;
+    match record {
+        None => println!("{plan}"),
+        Some(r) => println!("{}", serde_json::to_string(&r)?),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The rule for an event: by the resource type of a change, else by the rule name.

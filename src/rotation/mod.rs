@@ -96,6 +96,10 @@ pub struct RotationRequest {
     pub dry_run: bool,
     /// Config rules to re-evaluate afterwards (StartConfigRulesEvaluation).
     pub reevaluate: Vec<String>,
+    /// The tag holding the rotation date (the rules' `rotationTagKey`).
+    pub date_tag: String,
+    /// Only rotate keys carrying this tag with this value (a guard for automation).
+    pub required_tag: Option<(String, String)>,
     /// Tests only: stop with [`RotationError::Interrupted`] right after this step.
     #[doc(hidden)]
     pub stop_after: Option<Step>,
@@ -111,6 +115,8 @@ impl RotationRequest {
             valid_to: None,
             dry_run: false,
             reevaluate: vec![],
+            date_tag: DATE_TAG.to_string(),
+            required_tag: None,
             stop_after: None,
         }
     }
@@ -337,6 +343,14 @@ impl<'a> Rotator<'a> {
                     k.arn,
                     other.as_str()
                 )))
+            }
+        }
+        if let Some((tag, value)) = &req.required_tag {
+            if k.tags.get(tag) != Some(value) {
+                return Err(RotationError::Refused(format!(
+                    "key {} is not tagged {tag}={value}: this rotation only touches keys marked for it",
+                    k.arn
+                )));
             }
         }
         let quota_left = k.rotations.as_ref().map(|rs| {
@@ -718,7 +732,7 @@ impl<'a> Rotator<'a> {
     /// Writes the rotation tags (only ever after verification), then drops the pending tag.
     async fn record(&self, req: &RotationRequest, key: &str, material: Option<&str>) -> Result<(), RotationError> {
         let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let mut tags = vec![(DATE_TAG, now.as_str())];
+        let mut tags = vec![(req.date_tag.as_str(), now.as_str())];
         if let Some(m) = material {
             tags.push((MATERIAL_TAG, m));
         }
@@ -731,7 +745,7 @@ impl<'a> Rotator<'a> {
             .send()
             .await
             .map_err(aws_err("kms:UntagResource"))?;
-        self.step(req, Step::Record, &format!("tagged {key}: {DATE_TAG}={now}"))
+        self.step(req, Step::Record, &format!("tagged {key}: {}={now}", req.date_tag))
     }
 
     async fn alias_swap(
@@ -756,7 +770,7 @@ impl<'a> Rotator<'a> {
         let successor = match &plan.progress {
             Progress::SuccessorCreated { successor } => successor.clone(),
             _ => {
-                let id = self.create_successor(plan).await?;
+                let id = self.create_successor(plan, &req.date_tag).await?;
                 self.step(req, Step::CreateSuccessor, &format!("created successor key {id} for {alias}"))?;
                 id
             }
@@ -801,7 +815,7 @@ impl<'a> Rotator<'a> {
 
     /// A new EXTERNAL key with the old key's policy, description and tags. The old key is
     /// tagged with the successor's id at once, so a re-run never creates a second one.
-    async fn create_successor(&self, plan: &RotationPlan) -> Result<String, RotationError> {
+    async fn create_successor(&self, plan: &RotationPlan, req_date_tag: &str) -> Result<String, RotationError> {
         let old = self.kms().describe_key().key_id(&plan.key_id).send().await.map_err(aws_err("kms:DescribeKey"))?;
         let description = old.key_metadata().and_then(|m| m.description()).unwrap_or_default().to_string();
         let policy = self
@@ -818,6 +832,7 @@ impl<'a> Rotator<'a> {
         let mut req = self.kms().create_key().origin(OriginType::External).description(description).set_policy(policy);
         for (key, value) in k.tags.iter().filter(|(t, _)| {
             ![PENDING_TAG, SUCCESSOR_TAG, PREDECESSOR_TAG, DATE_TAG, MATERIAL_TAG].contains(&t.as_str())
+                && t.as_str() != req_date_tag
         }) {
             req = req.tags(Tag::builder().tag_key(key).tag_value(value).build().expect("key and value set"));
         }

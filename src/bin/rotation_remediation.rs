@@ -1,0 +1,5 @@
+//! Lambda handler of the rotation remediation (SSM Automation → aws:invokeLambdaFunction).
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    kms_rotation_guard::lambda::run_remediation().await
+}
