@@ -26,6 +26,9 @@ use crate::error::Error;
 pub struct Aws {
     config: SdkConfig,
     counter: Option<CallCounter>,
+    /// Per-service endpoints (`kms`, `sts`, …), like `AWS_ENDPOINT_URL_<SERVICE>` does for
+    /// configurations loaded from the environment.
+    endpoints: BTreeMap<&'static str, String>,
     kms: OnceLock<aws_sdk_kms::Client>,
     sts: OnceLock<aws_sdk_sts::Client>,
     config_service: OnceLock<aws_sdk_config::Client>,
@@ -59,6 +62,7 @@ impl Aws {
         Aws {
             config,
             counter: None,
+            endpoints: BTreeMap::new(),
             kms: OnceLock::new(),
             sts: OnceLock::new(),
             config_service: OnceLock::new(),
@@ -72,6 +76,16 @@ impl Aws {
     pub fn with_counter(mut self, counter: CallCounter) -> Aws {
         self.counter = Some(counter);
         self
+    }
+
+    /// Sends one service's calls to another endpoint (e.g. KMS in another emulator).
+    pub fn with_service_endpoint(mut self, service: &'static str, url: impl Into<String>) -> Aws {
+        self.endpoints.insert(service, url.into());
+        self
+    }
+
+    fn endpoint(&self, service: &str) -> Option<String> {
+        self.endpoints.get(service).cloned()
     }
 
     pub fn sdk_config(&self) -> &SdkConfig {
@@ -93,6 +107,9 @@ impl Aws {
     /// A KMS client acting with other credentials (an assumed key-reader role).
     pub fn kms_with(&self, credentials: Option<aws_sdk_kms::config::Credentials>) -> aws_sdk_kms::Client {
         let mut b = aws_sdk_kms::config::Builder::from(&self.config);
+        if let Some(url) = self.endpoint("kms") {
+            b = b.endpoint_url(url);
+        }
         if let Some(c) = credentials {
             b = b.credentials_provider(c);
         }
@@ -105,6 +122,9 @@ impl Aws {
     pub fn sts(&self) -> &aws_sdk_sts::Client {
         self.sts.get_or_init(|| {
             let mut b = aws_sdk_sts::config::Builder::from(&self.config);
+            if let Some(url) = self.endpoint("sts") {
+                b = b.endpoint_url(url);
+            }
             if let Some(i) = self.interceptor() {
                 b.push_interceptor(i);
             }
@@ -115,6 +135,9 @@ impl Aws {
     pub fn config_service(&self) -> &aws_sdk_config::Client {
         self.config_service.get_or_init(|| {
             let mut b = aws_sdk_config::config::Builder::from(&self.config);
+            if let Some(url) = self.endpoint("config") {
+                b = b.endpoint_url(url);
+            }
             if let Some(i) = self.interceptor() {
                 b.push_interceptor(i);
             }
@@ -125,6 +148,9 @@ impl Aws {
     pub fn rds(&self) -> &aws_sdk_rds::Client {
         self.rds.get_or_init(|| {
             let mut b = aws_sdk_rds::config::Builder::from(&self.config);
+            if let Some(url) = self.endpoint("rds") {
+                b = b.endpoint_url(url);
+            }
             if let Some(i) = self.interceptor() {
                 b.push_interceptor(i);
             }
@@ -135,6 +161,9 @@ impl Aws {
     pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
         self.dynamodb.get_or_init(|| {
             let mut b = aws_sdk_dynamodb::config::Builder::from(&self.config);
+            if let Some(url) = self.endpoint("dynamodb") {
+                b = b.endpoint_url(url);
+            }
             if let Some(i) = self.interceptor() {
                 b.push_interceptor(i);
             }
@@ -145,6 +174,9 @@ impl Aws {
     pub fn s3(&self) -> &aws_sdk_s3::Client {
         self.s3.get_or_init(|| {
             let mut b = aws_sdk_s3::config::Builder::from(&self.config);
+            if let Some(url) = self.endpoint("s3") {
+                b = b.endpoint_url(url);
+            }
             // A custom endpoint (an S3-compatible store or an emulator on localhost) cannot
             // take bucket names as host names; AWS itself keeps virtual-hosted style.
             let custom = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].iter().any(|v| std::env::var_os(v).is_some());

@@ -4,7 +4,9 @@
 //! Data flows one way: event → resources → key references → key facts (one lookup per
 //! key) → verdicts (pure) → evaluations → PutEvaluations.
 
+pub mod audit;
 pub mod aws;
+pub mod demo;
 pub mod error;
 pub mod event;
 pub mod handler;

@@ -37,6 +37,43 @@ enum Command {
         #[arg(long)]
         now: Option<String>,
     },
+    /// The auditor's report: judge every resource of this account and region now, without
+    /// reporting to Config. Exit status 0 when all are compliant, 1 when any is not, 2 on error.
+    #[command(after_help = "Examples:\n  kms-rotation-guard scan --format table\n  \
+        kms-rotation-guard scan --resource-types AWS::S3::Bucket --key-reader-role-name kms-rotation-guard-key-reader \\\n      \
+        --format csv --output audit.csv")]
+    Scan {
+        /// Resource types to scan (default: all four).
+        #[arg(long, num_args = 1.., value_parser = ["AWS::RDS::DBInstance", "AWS::RDS::DBCluster", "AWS::DynamoDB::Table", "AWS::S3::Bucket"])]
+        resource_types: Vec<String>,
+        /// Role assumed in each key account to read keys of other accounts.
+        #[arg(long)]
+        key_reader_role_name: Option<String>,
+        #[arg(long, default_value_t = 365)]
+        max_key_age_days: i64,
+        /// Accept AWS-managed keys.
+        #[arg(long)]
+        allow_aws_managed_keys: bool,
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        format: String,
+        /// Write the report here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Judge as of this time (RFC 3339).
+        #[arg(long)]
+        now: Option<String>,
+    },
+    /// The whole product on this machine: local emulators, a seeded estate, evaluation,
+    /// rotation through SoftHSM, re-evaluation. Starts and stops everything it needs.
+    #[command(after_help = "Run it through scripts/demo, which installs the emulators first.")]
+    Demo {
+        /// Print one JSON document (before, rotations, after) instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Where scripts/setup installed the emulators.
+        #[arg(long, env = "KRG_TOOLS", default_value = ".tools")]
+        tools: PathBuf,
+    },
     /// Rotate the imported key material of one KMS key (BYOK): generate and wrap it in an
     /// HSM, import, verify, tag. Resumes an interrupted rotation. Never deletes anything.
     #[command(after_help = "The PKCS#11 PIN is read from KRG_PKCS11_PIN or, with --pin-stdin, from standard input; \
@@ -139,6 +176,25 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         cmd @ Command::Rotate { .. } => rotate(cmd).await,
+        Command::Scan {
+            resource_types,
+            key_reader_role_name,
+            max_key_age_days,
+            allow_aws_managed_keys,
+            format,
+            output,
+            now,
+        } => {
+            scan(resource_types, key_reader_role_name, max_key_age_days, allow_aws_managed_keys, &format, output, now)
+                .await
+        }
+        Command::Demo { json, tools } => {
+            let report = kms_rotation_guard::demo::run(kms_rotation_guard::demo::DemoOptions { tools, json }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -195,6 +251,67 @@ async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
         Some(r) => println!("{}", serde_json::to_string(&r)?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn scan(
+    types: Vec<String>,
+    key_reader_role_name: Option<String>,
+    max_key_age_days: i64,
+    allow_aws_managed_keys: bool,
+    format: &str,
+    output: Option<PathBuf>,
+    now: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    use kms_rotation_guard::audit::{self, AuditRow};
+    use kms_rotation_guard::key::Home;
+    use kms_rotation_guard::params::RuleParams;
+    use kms_rotation_guard::resource::ResourceType;
+    use std::io::IsTerminal;
+
+    let now = parse_now(now.as_deref())?;
+    // The same validation as the rules' parameters.
+    let mut raw =
+        serde_json::json!({ "maxKeyAgeDays": max_key_age_days, "allowAwsManagedKeys": allow_aws_managed_keys });
+    if let Some(r) = key_reader_role_name {
+        raw["keyReaderRoleName"] = r.into();
+    }
+    let params = RuleParams::from_value(&raw)?;
+    let types: Vec<ResourceType> = if types.is_empty() {
+        ResourceType::ALL.to_vec()
+    } else {
+        types.iter().filter_map(|t| ResourceType::parse(t)).collect()
+    };
+    let aws = Aws::from_env().await;
+    let identity = aws.sts().get_caller_identity().send().await.context("sts:GetCallerIdentity failed")?;
+    let account = identity.account().ok_or_else(|| anyhow!("GetCallerIdentity returned no account"))?;
+    let home = Home::new(aws.region(), account);
+
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let p = indicatif::ProgressBar::new_spinner();
+        p.enable_steady_tick(std::time::Duration::from_millis(120));
+        p.set_message(format!("listing resources in {account} {}", home.region));
+        p
+    });
+    let resources = handler::enumerate(&aws, &types, &home).await?;
+    if let Some(p) = &progress {
+        p.set_message(format!("judging {} resources", resources.len()));
+    }
+    let assessments = handler::assess(&aws, &params, account, resources, now).await?;
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    let rows: Vec<AuditRow> = assessments.iter().map(|a| AuditRow::new(a, &params, now)).collect();
+    let text = match format {
+        "json" => serde_json::to_string_pretty(&rows)? + "\n",
+        "csv" => audit::csv(&rows),
+        _ => audit::table(&rows, output.is_none() && audit::colour_stdout()),
+    };
+    match &output {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    let non_compliant = rows.iter().any(|r| r.compliance == kms_rotation_guard::verdict::Compliance::NonCompliant);
+    Ok(if non_compliant { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// The rule for an event: by the resource type of a change, else by the rule name.

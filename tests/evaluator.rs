@@ -109,7 +109,8 @@ async fn evaluate_cli_gives_the_expected_verdict_for_every_sample_event() {
     seed_event_estate(&moto).await;
     let now = days_from_now(30).to_rfc3339();
     // file → (resource id or name → (compliance, annotation fragment))
-    let expected: &[(&str, &[(&str, &str, &str)])] = &[
+    type Expected<'a> = &'a [(&'a str, &'a [(&'a str, &'a str, &'a str)])];
+    let expected: Expected = &[
         (
             "dynamodb-periodic.json",
             &[

@@ -223,7 +223,7 @@ async fn an_interrupted_rotation_completes_on_the_next_run() {
                 .unwrap_err();
             assert!(matches!(err, RotationError::Interrupted(s) if s == stop), "{err}");
             // Tags claiming the rotation are only written after verification.
-            let t = tags(&aws, &describe(&aws, &format!("alias/{alias}")).await.key_id().to_string()).await;
+            let t = tags(&aws, describe(&aws, &format!("alias/{alias}")).await.key_id()).await;
             // No tag may claim material other than the verified old one (absent on a new key).
             let claimed = t.get("LastRotationKeyMaterialId").map(String::as_str);
             assert!(

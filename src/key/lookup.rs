@@ -295,7 +295,9 @@ impl<'a> KeyReader<'a> {
                 Ok(Fact::Denied(Denial { action: action.into(), hint: self.grant_hint(&f.account) }))
             }
             FailureKind::Unsupported => {
-                tracing::warn!(operation, error = %failure.message, "endpoint does not implement this KMS call");
+                // Not an AWS condition (LocalStack lacks ListKeyRotations); the verdict says
+                // what it could not check, so this is information, not a warning.
+                tracing::info!(operation, error = %failure.message, "endpoint does not implement this KMS call");
                 Ok(Fact::Unsupported(format!("{operation} is not implemented by this endpoint")))
             }
             _ => Err(failure.into_error(operation)),

@@ -228,12 +228,15 @@ struct KeyState_ {
     rotations: Option<Vec<aws_sdk_kms::types::RotationsListEntry>>,
 }
 
+/// Receives each step of a rotation with a line for a person.
+type StepObserver<'a> = Box<dyn Fn(Step, &str) + Send + Sync + 'a>;
+
 /// Runs rotations with one KMS client (the key owner's account) and one key-material source.
 pub struct Rotator<'a> {
     aws: &'a Aws,
     source: &'a dyn KeyMaterialSource,
     /// Progress lines for a person (the CLI prints them; Lambda logs them).
-    on_step: Box<dyn Fn(Step, &str) + Send + Sync + 'a>,
+    on_step: StepObserver<'a>,
 }
 
 impl<'a> Rotator<'a> {

@@ -1,0 +1,196 @@
+//! The auditor's view: one row per resource with its key, the key's age and the verdict,
+//! rendered as a table, JSON or CSV. Built from the same assessments the handlers make.
+
+use std::io::IsTerminal;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::handler::Assessment;
+use crate::key::{Fact, KeyLookup, KeyRef};
+use crate::params::RuleParams;
+use crate::resource::Protection;
+use crate::verdict::{parse_rotation_date, Compliance};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRow {
+    pub account: String,
+    pub region: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub resource_name: String,
+    /// The key as the resource references it.
+    pub key_reference: Option<String>,
+    pub key_arn: Option<String>,
+    pub key_alias: Option<String>,
+    pub origin: Option<String>,
+    /// From the rotation tag, as YYYY-MM-DD.
+    pub rotation_date: Option<String>,
+    pub key_age_days: Option<i64>,
+    pub compliance: Compliance,
+    pub annotation: String,
+}
+
+impl AuditRow {
+    pub fn new(a: &Assessment, params: &RuleParams, now: DateTime<Utc>) -> AuditRow {
+        let r = &a.resource;
+        let key = match &r.protection {
+            Protection::Kms(k) => Some(k),
+            _ => None,
+        };
+        let facts = match &a.lookup {
+            Some(KeyLookup::Found(f)) => Some(f),
+            _ => None,
+        };
+        let rotated = facts
+            .and_then(|f| match &f.tags {
+                Fact::Known(t) => t.get(&params.rotation_tag_key).cloned(),
+                _ => None,
+            })
+            .and_then(|t| parse_rotation_date(&t));
+        AuditRow {
+            account: r.home.account.clone(),
+            region: r.home.region.clone(),
+            resource_type: r.resource_type.as_str().to_string(),
+            resource_id: r.resource_id.clone(),
+            resource_name: r.name.clone(),
+            key_reference: key.map(|k| k.to_string()),
+            key_arn: facts.map(|f| f.key_arn.clone()),
+            key_alias: key.and_then(|k| match k {
+                KeyRef::AliasName(_) | KeyRef::AliasArn(_) => Some(k.short().to_string()),
+                _ => None,
+            }),
+            origin: facts.map(|f| f.origin.clone()),
+            rotation_date: rotated.map(|d| d.format("%Y-%m-%d").to_string()),
+            key_age_days: rotated.map(|d| now.signed_duration_since(d).num_days().max(0)),
+            compliance: a.verdict.compliance,
+            annotation: a.verdict.annotation.clone(),
+        }
+    }
+}
+
+/// A plain-text table; coloured verdicts when `colour`.
+pub fn table(rows: &[AuditRow], colour: bool) -> String {
+    let header = ["ACCOUNT", "TYPE", "RESOURCE", "KEY", "AGE", "VERDICT", "ANNOTATION"];
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.account.clone(),
+                r.resource_type.trim_start_matches("AWS::").to_string(),
+                r.resource_name.clone(),
+                r.key_alias
+                    .clone()
+                    .or_else(|| r.key_reference.as_deref().map(|k| k.rsplit('/').next().unwrap_or(k).to_string()))
+                    .unwrap_or_else(|| "-".into()),
+                r.key_age_days.map(|d| format!("{d}d")).unwrap_or_else(|| "-".into()),
+                r.compliance.as_str().to_string(),
+                r.annotation.clone(),
+            ]
+        })
+        .collect();
+    let mut width = header.map(str::len);
+    for c in &cells {
+        for (i, v) in c.iter().enumerate().take(6) {
+            width[i] = width[i].max(v.chars().count());
+        }
+    }
+    let line = |c: &[String; 7], paint: bool| {
+        let mut s = String::new();
+        for (i, v) in c.iter().enumerate() {
+            let pad = if i < 6 { width[i] - v.chars().count() + 2 } else { 0 };
+            let painted = match (paint, i, v.as_str()) {
+                (true, 5, "COMPLIANT") => format!("\x1b[32m{v}\x1b[0m"),
+                (true, 5, "NON_COMPLIANT") => format!("\x1b[31m{v}\x1b[0m"),
+                (true, 5, _) => format!("\x1b[33m{v}\x1b[0m"),
+                _ => v.clone(),
+            };
+            s.push_str(&painted);
+            s.push_str(&" ".repeat(pad));
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = line(&header.map(String::from), false);
+    out.push('\n');
+    for c in &cells {
+        out.push_str(&line(c, colour));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn csv(rows: &[AuditRow]) -> String {
+    fn field(s: &str) -> String {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    }
+    let mut out = String::from(
+        "account,region,resourceType,resourceId,resourceName,keyReference,keyArn,keyAlias,origin,rotationDate,keyAgeDays,compliance,annotation\n",
+    );
+    for r in rows {
+        let opt = |o: &Option<String>| field(o.as_deref().unwrap_or(""));
+        let cols = [
+            field(&r.account),
+            field(&r.region),
+            field(&r.resource_type),
+            field(&r.resource_id),
+            field(&r.resource_name),
+            opt(&r.key_reference),
+            opt(&r.key_arn),
+            opt(&r.key_alias),
+            opt(&r.origin),
+            opt(&r.rotation_date),
+            r.key_age_days.map(|d| d.to_string()).unwrap_or_default(),
+            r.compliance.as_str().to_string(),
+            field(&r.annotation),
+        ];
+        out.push_str(&cols.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// Colour only for a person at a terminal, and never when NO_COLOR is set.
+pub fn colour_stdout() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(annotation: &str) -> AuditRow {
+        AuditRow {
+            account: "111122223333".into(),
+            region: "eu-west-1".into(),
+            resource_type: "AWS::S3::Bucket".into(),
+            resource_id: "b".into(),
+            resource_name: "b".into(),
+            key_reference: Some("alias/x".into()),
+            key_arn: None,
+            key_alias: Some("alias/x".into()),
+            origin: Some("EXTERNAL".into()),
+            rotation_date: Some("2026-01-01".into()),
+            key_age_days: Some(326),
+            compliance: Compliance::NonCompliant,
+            annotation: annotation.into(),
+        }
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        let out = csv(&[row("tag says \"x\", newest is y")]);
+        assert!(out.lines().nth(1).unwrap().ends_with(",NON_COMPLIANT,\"tag says \"\"x\"\", newest is y\""), "{out}");
+    }
+
+    #[test]
+    fn table_aligns_and_colours_only_when_asked() {
+        let plain = table(&[row("a"), row("b")], false);
+        assert!(!plain.contains('\x1b') && plain.contains("326d") && plain.lines().count() == 3);
+        assert!(table(&[row("a")], true).contains("\x1b[31mNON_COMPLIANT"));
+    }
+}

@@ -1,0 +1,80 @@
+//! The README's first command, run non-interactively: the JSON report says what a person
+//! sees in the tables, and nothing is left running.
+
+mod common;
+
+use std::process::Command;
+
+use common::root;
+use serde_json::Value;
+
+fn verdicts(rows: &Value) -> Vec<(String, String)> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["resourceName"].as_str().unwrap().to_string(), r["compliance"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn demo_evaluates_rotates_and_re_evaluates() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kms-rotation-guard"))
+        .args(["demo", "--json", "--tools"])
+        .arg(root().join(".tools"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("run the demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON document on stdout");
+
+    let before = verdicts(&report["before"]);
+    let after = verdicts(&report["after"]);
+    assert_eq!(before.len(), 11, "{before:?}");
+    let non_compliant = |v: &[(String, String)]| {
+        let mut n: Vec<String> = v.iter().filter(|(_, c)| c == "NON_COMPLIANT").map(|(n, _)| n.clone()).collect();
+        n.sort();
+        n
+    };
+    // Stale, missing, and lying tags, plus the three resources rotation cannot fix.
+    assert_eq!(
+        non_compliant(&before),
+        [
+            "dev-audit-trail",
+            "dev-invoices-222222222222",
+            "dev-ledger",
+            "dev-orders",
+            "dev-scratch-222222222222",
+            "dev-static-assets-222222222222",
+            "prod-invoices-333333333333",
+            "prod-sessions"
+        ]
+    );
+    let annotations: Vec<&str> =
+        report["before"].as_array().unwrap().iter().map(|r| r["annotation"].as_str().unwrap()).collect();
+    for fragment in
+        ["limit 365 days", "has no LastRotationDate tag", "LastRotationKeyMaterialId says", "AWS-owned key", "SSE-S3"]
+    {
+        assert!(annotations.iter().any(|a| a.contains(fragment)), "no annotation mentions {fragment:?}");
+    }
+    // Four distinct keys rotated (dev-rds serves two resources), in place, verified.
+    let rotations = report["rotations"].as_array().unwrap();
+    assert_eq!(rotations.len(), 4, "{rotations:?}");
+    assert!(rotations.iter().all(|r| r["strategy"] == "in-place" && r["keyMaterialId"].is_string()));
+    // Afterwards only what rotation cannot fix remains.
+    assert_eq!(
+        non_compliant(&after),
+        ["dev-audit-trail", "dev-scratch-222222222222", "dev-static-assets-222222222222"]
+    );
+    assert!(report["seconds"].as_f64().unwrap() < 120.0);
+
+    // Nothing left behind: every emulator it started refuses connections now.
+    let endpoints = report["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 3);
+    for e in endpoints {
+        let addr = e.as_str().unwrap().trim_start_matches("http://");
+        assert!(std::net::TcpStream::connect(addr).is_err(), "{addr} still answers after the demo");
+    }
+}
