@@ -26,6 +26,7 @@ use crate::error::Error;
 pub struct Aws {
     config: SdkConfig,
     counter: Option<CallCounter>,
+    extra: Vec<SharedInterceptor>,
     /// Per-service endpoints (`kms`, `sts`, …), like `AWS_ENDPOINT_URL_<SERVICE>` does for
     /// configurations loaded from the environment.
     endpoints: BTreeMap<&'static str, String>,
@@ -62,6 +63,7 @@ impl Aws {
         Aws {
             config,
             counter: None,
+            extra: Vec::new(),
             endpoints: BTreeMap::new(),
             kms: OnceLock::new(),
             sts: OnceLock::new(),
@@ -88,6 +90,12 @@ impl Aws {
         self.endpoints.get(service).cloned()
     }
 
+    /// Adds an interceptor to every client (tests observe requests with it).
+    pub fn with_interceptor(mut self, interceptor: impl Intercept + 'static) -> Aws {
+        self.extra.push(SharedInterceptor::new(interceptor));
+        self
+    }
+
     pub fn sdk_config(&self) -> &SdkConfig {
         &self.config
     }
@@ -96,8 +104,8 @@ impl Aws {
         self.config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into())
     }
 
-    fn interceptor(&self) -> Option<SharedInterceptor> {
-        self.counter.clone().map(SharedInterceptor::new)
+    fn interceptors(&self) -> impl Iterator<Item = SharedInterceptor> + '_ {
+        self.counter.clone().map(SharedInterceptor::new).into_iter().chain(self.extra.iter().cloned())
     }
 
     pub fn kms(&self) -> &aws_sdk_kms::Client {
@@ -113,7 +121,7 @@ impl Aws {
         if let Some(c) = credentials {
             b = b.credentials_provider(c);
         }
-        if let Some(i) = self.interceptor() {
+        for i in self.interceptors() {
             b.push_interceptor(i);
         }
         aws_sdk_kms::Client::from_conf(b.build())
@@ -125,7 +133,7 @@ impl Aws {
             if let Some(url) = self.endpoint("sts") {
                 b = b.endpoint_url(url);
             }
-            if let Some(i) = self.interceptor() {
+            for i in self.interceptors() {
                 b.push_interceptor(i);
             }
             aws_sdk_sts::Client::from_conf(b.build())
@@ -138,7 +146,7 @@ impl Aws {
             if let Some(url) = self.endpoint("config") {
                 b = b.endpoint_url(url);
             }
-            if let Some(i) = self.interceptor() {
+            for i in self.interceptors() {
                 b.push_interceptor(i);
             }
             aws_sdk_config::Client::from_conf(b.build())
@@ -151,7 +159,7 @@ impl Aws {
             if let Some(url) = self.endpoint("rds") {
                 b = b.endpoint_url(url);
             }
-            if let Some(i) = self.interceptor() {
+            for i in self.interceptors() {
                 b.push_interceptor(i);
             }
             aws_sdk_rds::Client::from_conf(b.build())
@@ -164,7 +172,7 @@ impl Aws {
             if let Some(url) = self.endpoint("dynamodb") {
                 b = b.endpoint_url(url);
             }
-            if let Some(i) = self.interceptor() {
+            for i in self.interceptors() {
                 b.push_interceptor(i);
             }
             aws_sdk_dynamodb::Client::from_conf(b.build())
@@ -183,7 +191,7 @@ impl Aws {
             if custom || self.config.endpoint_url().is_some() {
                 b = b.force_path_style(true);
             }
-            if let Some(i) = self.interceptor() {
+            for i in self.interceptors() {
                 b.push_interceptor(i);
             }
             aws_sdk_s3::Client::from_conf(b.build())

@@ -8,16 +8,10 @@ use serde_json::{json, Value};
 use crate::aws::Aws;
 use crate::rule::Rule;
 
-/// Logs as JSON lines (Lambda's structured logging); `RUST_LOG` sets the level.
-pub fn init_json_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).without_time().try_init();
-}
-
 /// Runs a rule handler until the runtime stops it. Clients are built on first use, so
 /// start-up does no work the first event does not need.
 pub async fn run_rule(rule: Rule) -> Result<(), lambda_runtime::Error> {
-    init_json_logs();
+    crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
         let aws = aws.clone();
@@ -102,7 +96,7 @@ impl RemediationSettings {
 /// first use and kept for the life of the process.
 pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
     use crate::rotation::{hsm::Pkcs11Source, RotationRequest, Rotator, Strategy};
-    init_json_logs();
+    crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
     let source: Arc<tokio::sync::OnceCell<Pkcs11Source>> = Arc::new(tokio::sync::OnceCell::new());
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {

@@ -12,6 +12,7 @@ pub mod event;
 pub mod handler;
 pub mod key;
 pub mod lambda;
+pub mod logging;
 pub mod params;
 pub mod report;
 pub mod resource;

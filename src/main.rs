@@ -140,13 +140,11 @@ fn main() -> ExitCode {
 }
 
 fn init_logs(verbose: u8) {
-    let level = match verbose {
+    kms_rotation_guard::logging::init_cli(match verbose {
         0 => "warn",
         1 => "debug",
         _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    });
 }
 
 fn parse_now(now: Option<&str>) -> anyhow::Result<DateTime<Utc>> {
