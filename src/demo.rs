@@ -27,6 +27,7 @@ use crate::params::RuleParams;
 use crate::rotation::hsm::{HsmPin, Pkcs11Source, WrappingAlgorithm, WrappingKeySpec};
 use crate::rotation::{RotationRecord, RotationRequest, Rotator};
 use crate::verdict::Compliance;
+use seed::Sse;
 
 const REGION: &str = "eu-west-1";
 /// LocalStack's default account: the security account here.
@@ -177,17 +178,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     for env in ["dev", "prod"] {
         for service in ["s3", "rds", "dynamodb"] {
             let alias = format!("{env}-{service}");
-            let id = security
-                .kms()
-                .create_key()
-                .origin(OriginType::External)
-                .description(format!("{env} {service} data key (BYOK)"))
-                .send()
-                .await?
-                .key_metadata()
-                .map(|m| m.key_id().to_string())
-                .ok_or_else(|| anyhow!("CreateKey returned no key"))?;
-            security.kms().create_alias().alias_name(format!("alias/{alias}")).target_key_id(&id).send().await?;
+            let id = seed::key(&security, &alias, OriginType::External, &[]).await?;
             rotator.rotate(&request(&id)).await?;
             keys.insert(alias, id);
         }
@@ -205,16 +196,16 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let key_arn = |alias: &str| format!("arn:aws:kms:{REGION}:{SECURITY}:key/{}", keys[alias]);
     for w in &workloads {
         let e = w.name;
-        seed::rds_instance(&w.aws, &format!("{e}-orders"), &alias_arn(&format!("{e}-rds"))).await?;
-        seed::rds_cluster(&w.aws, &format!("{e}-ledger"), &key_arn(&format!("{e}-rds"))).await?;
+        seed::rds_instance(&w.aws, &format!("{e}-orders"), Some(&alias_arn(&format!("{e}-rds")))).await?;
+        seed::rds_cluster(&w.aws, &format!("{e}-ledger"), Some(&key_arn(&format!("{e}-rds")))).await?;
         seed::table(&w.aws, &format!("{e}-sessions"), Some(&alias_arn(&format!("{e}-dynamodb")))).await?;
-        seed::bucket(&w.aws, &format!("{e}-invoices-{}", w.account), Some(Some(&alias_arn(&format!("{e}-s3")))))
+        seed::bucket(&w.aws, &format!("{e}-invoices-{}", w.account), Sse::Kms(Some(&alias_arn(&format!("{e}-s3")))))
             .await?;
     }
     // What rotation cannot fix: a bucket without default encryption, SSE-S3, the AWS-owned key.
     let dev = &workloads[0];
-    seed::bucket(&dev.aws, "dev-scratch-222222222222", None).await?;
-    seed::bucket(&dev.aws, "dev-static-assets-222222222222", Some(None)).await?;
+    seed::bucket(&dev.aws, "dev-scratch-222222222222", Sse::None).await?;
+    seed::bucket(&dev.aws, "dev-static-assets-222222222222", Sse::S3).await?;
     seed::table(&dev.aws, "dev-audit-trail", None).await?;
 
     // 3. Evaluate as Lambda does.
@@ -353,10 +344,12 @@ fn softhsm_token(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(conf)
 }
 
-mod seed {
+/// Builds estates through the same SDK the product uses: the demo and the tests seed with it.
+pub mod seed {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, SseSpecification,
     };
+    use aws_sdk_kms::types::{OriginType, Tag};
     use aws_sdk_s3::types::{
         CreateBucketConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
         ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
@@ -364,7 +357,24 @@ mod seed {
 
     use crate::aws::Aws;
 
-    pub async fn rds_instance(aws: &Aws, name: &str, key: &str) -> anyhow::Result<()> {
+    /// Creates a key with an alias and tags; returns its key id.
+    pub async fn key(aws: &Aws, alias: &str, origin: OriginType, tags: &[(&str, &str)]) -> anyhow::Result<String> {
+        let mut req = aws.kms().create_key().origin(origin).description(format!("{alias} data key"));
+        for (k, v) in tags {
+            req = req.tags(Tag::builder().tag_key(*k).tag_value(*v).build()?);
+        }
+        let id = req
+            .send()
+            .await?
+            .key_metadata()
+            .map(|m| m.key_id().to_string())
+            .ok_or_else(|| anyhow::anyhow!("CreateKey returned no key"))?;
+        aws.kms().create_alias().alias_name(format!("alias/{alias}")).target_key_id(&id).send().await?;
+        Ok(id)
+    }
+
+    /// A DB instance; encrypted with `key` when given.
+    pub async fn rds_instance(aws: &Aws, name: &str, key: Option<&str>) -> anyhow::Result<()> {
         aws.rds()
             .create_db_instance()
             .db_instance_identifier(name)
@@ -373,27 +383,29 @@ mod seed {
             .master_username("app")
             .master_user_password("demo-password-1")
             .allocated_storage(20)
-            .storage_encrypted(true)
-            .kms_key_id(key)
+            .storage_encrypted(key.is_some())
+            .set_kms_key_id(key.map(str::to_string))
             .send()
             .await?;
         Ok(())
     }
 
-    pub async fn rds_cluster(aws: &Aws, name: &str, key: &str) -> anyhow::Result<()> {
+    /// An Aurora cluster; encrypted with `key` when given.
+    pub async fn rds_cluster(aws: &Aws, name: &str, key: Option<&str>) -> anyhow::Result<()> {
         aws.rds()
             .create_db_cluster()
             .db_cluster_identifier(name)
             .engine("aurora-postgresql")
             .master_username("app")
             .master_user_password("demo-password-1")
-            .storage_encrypted(true)
-            .kms_key_id(key)
+            .storage_encrypted(key.is_some())
+            .set_kms_key_id(key.map(str::to_string))
             .send()
             .await?;
         Ok(())
     }
 
+    /// A table on `key`, or on the AWS-owned key.
     pub async fn table(aws: &Aws, name: &str, key: Option<&str>) -> anyhow::Result<()> {
         let mut req = aws
             .dynamodb()
@@ -413,22 +425,31 @@ mod seed {
         Ok(())
     }
 
-    /// `None`: no default encryption; `Some(None)`: SSE-S3; `Some(Some(key))`: SSE-KMS.
-    pub async fn bucket(aws: &Aws, name: &str, sse: Option<Option<&str>>) -> anyhow::Result<()> {
+    /// A bucket's default encryption.
+    pub enum Sse<'a> {
+        /// No default encryption configuration.
+        None,
+        /// SSE-S3 (AES256).
+        S3,
+        /// SSE-KMS with this key, or the AWS-managed `aws/s3` key.
+        Kms(Option<&'a str>),
+    }
+
+    pub async fn bucket(aws: &Aws, name: &str, sse: Sse<'_>) -> anyhow::Result<()> {
         aws.s3()
             .create_bucket()
             .bucket(name)
             .create_bucket_configuration(
-                CreateBucketConfiguration::builder().location_constraint(super::REGION.into()).build(),
+                CreateBucketConfiguration::builder().location_constraint(aws.region().as_str().into()).build(),
             )
             .send()
             .await?;
-        let Some(key) = sse else { return Ok(()) };
-        let default = match key {
-            None => ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256),
-            Some(k) => ServerSideEncryptionByDefault::builder()
+        let default = match sse {
+            Sse::None => return Ok(()),
+            Sse::S3 => ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256),
+            Sse::Kms(k) => ServerSideEncryptionByDefault::builder()
                 .sse_algorithm(ServerSideEncryption::AwsKms)
-                .kms_master_key_id(k),
+                .set_kms_master_key_id(k.map(str::to_string)),
         };
         let rule =
             ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(default.build()?).build();

@@ -4,6 +4,8 @@
 //! Data flows one way: event → resources → key references → key facts (one lookup per
 //! key) → verdicts (pure) → evaluations → PutEvaluations.
 
+#![forbid(unsafe_code)]
+
 pub mod audit;
 pub mod aws;
 pub mod demo;

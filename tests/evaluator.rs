@@ -14,10 +14,6 @@ use kms_rotation_guard::rule::{self, Rule};
 use kms_rotation_guard::{event, handler, Error};
 use serde_json::Value;
 
-fn alias_arn(account: &str, alias: &str) -> String {
-    format!("arn:aws:kms:{REGION}:{account}:alias/{alias}")
-}
-
 fn events() -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(root().join("events"))
         .unwrap()
@@ -65,33 +61,6 @@ fn every_sample_event_parses_and_extracts() {
     }
 }
 
-/// The estate the sample events describe. Keys are created now, so the tests judge it
-/// 30 days from now: a tag of today is then 30 days old.
-async fn seed_event_estate(moto: &Moto) {
-    let today = ymd(chrono::Utc::now());
-    let security = assumed(&moto.endpoint, SECURITY).await;
-    let ext = || OriginType::External;
-    seed::key(&security, "prod-rds", ext(), &[("LastRotationDate", &today)]).await;
-    seed::key(&security, "prod-s3", ext(), &[("LastRotationDate", &ymd(days_from_now(-400)))]).await;
-    seed::key(&security, "prod-dynamodb", ext(), &[]).await;
-    // Claims a rotation in 28 days' time; KMS only ever saw the key's creation today.
-    seed::key(&security, "dev-rds", ext(), &[("LastRotationDate", &ymd(days_from_now(28)))]).await;
-    let dev_s3 = seed::key(&security, "dev-s3", ext(), &[("LastRotationDate", &today)]).await;
-    security.kms().disable_key().key_id(dev_s3).send().await.unwrap();
-
-    let (wl, _) = workload(&moto.endpoint).await;
-    seed::key(&wl, "workload-dynamodb", ext(), &[("LastRotationDate", &today)]).await;
-    seed::rds_instance(&wl, "orders-prod", Some(&alias_arn(SECURITY, "prod-rds"))).await;
-    seed::rds_cluster(&wl, "ledger-aurora", Some(&alias_arn(SECURITY, "dev-rds"))).await;
-    seed::table(&wl, "sessions", Some(&alias_arn(SECURITY, "prod-dynamodb"))).await;
-    seed::table(&wl, "carts", Some(&alias_arn(WORKLOAD, "workload-dynamodb"))).await;
-    seed::table(&wl, "audit-trail", None).await;
-    seed::bucket(&wl, "invoices-prod", Sse::Kms(Some(&alias_arn(SECURITY, "prod-s3")))).await;
-    seed::bucket(&wl, "static-assets", Sse::S3).await;
-    seed::bucket(&wl, "exports-prod", Sse::Kms(None)).await;
-    seed::bucket(&wl, "ledger-archive", Sse::Kms(Some(&alias_arn(SECURITY, "dev-s3")))).await;
-}
-
 fn run_cli(moto: &Moto, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kms-rotation-guard")).args(args).envs(moto.env()).output().unwrap();
     (
@@ -106,7 +75,7 @@ fn run_cli(moto: &Moto, args: &[&str]) -> (i32, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evaluate_cli_gives_the_expected_verdict_for_every_sample_event() {
     let moto = Moto::start();
-    seed_event_estate(&moto).await;
+    seed::event_estate(&moto).await;
     let now = days_from_now(30).to_rfc3339();
     // file → (resource id or name → (compliance, annotation fragment))
     type Expected<'a> = &'a [(&'a str, &'a [(&'a str, &'a str, &'a str)])];
@@ -211,7 +180,7 @@ async fn periodic_sweep_reads_each_key_once_and_batches_by_100() {
         seed::bucket(
             &wl,
             &format!("bucket-{b:03}"),
-            Sse::Kms(Some(&alias_arn(SECURITY, &format!("prod-s3-{}", b % 5)))),
+            Sse::Kms(Some(&seed::alias_arn(SECURITY, &format!("prod-s3-{}", b % 5)))),
         )
         .await;
     }
@@ -238,7 +207,7 @@ async fn periodic_sweep_reads_each_key_once_and_batches_by_100() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_reader_role_a_foreign_key_is_a_named_finding() {
     let moto = Moto::start();
-    seed_event_estate(&moto).await;
+    seed::event_estate(&moto).await;
     let (wl, _) = workload(&moto.endpoint).await;
     let mut payload: Value =
         serde_json::from_slice(&std::fs::read(root().join("events/rds-instance-change.json")).unwrap()).unwrap();
@@ -272,7 +241,7 @@ async fn unreachable_kms_fails_the_invocation_instead_of_judging() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_that_fails_fails_the_invocation() {
     let moto = Moto::start();
-    seed_event_estate(&moto).await;
+    seed::event_estate(&moto).await;
     let (wl, counter) = workload(&moto.endpoint).await;
     let mut payload: Value =
         serde_json::from_slice(&std::fs::read(root().join("events/s3-bucket-sse-s3.json")).unwrap()).unwrap();

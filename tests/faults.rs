@@ -26,7 +26,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_kms::config::Credentials;
 use aws_sdk_kms::types::OriginType;
 use chrono::{DateTime, Utc};
-use common::seed::{self, Sse};
+use common::seed;
 use common::*;
 use kms_rotation_guard::aws::{Aws, CallCounter};
 use kms_rotation_guard::report::Evaluation;
@@ -35,37 +35,8 @@ use kms_rotation_guard::verdict::Compliance;
 use kms_rotation_guard::{handler, Error};
 use serde_json::Value;
 
-fn alias_arn(account: &str, alias: &str) -> String {
-    format!("arn:aws:kms:{REGION}:{account}:alias/{alias}")
-}
-
 fn sample(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(root().join("events").join(name)).unwrap()).unwrap()
-}
-
-/// The estate the sample events describe (as tests/evaluator.rs seeds it).
-async fn seed_event_estate(moto: &Moto) {
-    let today = ymd(Utc::now());
-    let security = assumed(&moto.endpoint, SECURITY).await;
-    let ext = || OriginType::External;
-    seed::key(&security, "prod-rds", ext(), &[("LastRotationDate", &today)]).await;
-    seed::key(&security, "prod-s3", ext(), &[("LastRotationDate", &ymd(days_from_now(-400)))]).await;
-    seed::key(&security, "prod-dynamodb", ext(), &[]).await;
-    seed::key(&security, "dev-rds", ext(), &[("LastRotationDate", &ymd(days_from_now(28)))]).await;
-    let dev_s3 = seed::key(&security, "dev-s3", ext(), &[("LastRotationDate", &today)]).await;
-    security.kms().disable_key().key_id(dev_s3).send().await.unwrap();
-
-    let (wl, _) = workload(&moto.endpoint).await;
-    seed::key(&wl, "workload-dynamodb", ext(), &[("LastRotationDate", &today)]).await;
-    seed::rds_instance(&wl, "orders-prod", Some(&alias_arn(SECURITY, "prod-rds"))).await;
-    seed::rds_cluster(&wl, "ledger-aurora", Some(&alias_arn(SECURITY, "dev-rds"))).await;
-    seed::table(&wl, "sessions", Some(&alias_arn(SECURITY, "prod-dynamodb"))).await;
-    seed::table(&wl, "carts", Some(&alias_arn(WORKLOAD, "workload-dynamodb"))).await;
-    seed::table(&wl, "audit-trail", None).await;
-    seed::bucket(&wl, "invoices-prod", Sse::Kms(Some(&alias_arn(SECURITY, "prod-s3")))).await;
-    seed::bucket(&wl, "static-assets", Sse::S3).await;
-    seed::bucket(&wl, "exports-prod", Sse::Kms(None)).await;
-    seed::bucket(&wl, "ledger-archive", Sse::Kms(Some(&alias_arn(SECURITY, "dev-s3")))).await;
 }
 
 /// The client's attempt timeout; the proxy's delay fault holds a request for twice that.
@@ -229,7 +200,7 @@ fn clear(e: &Error) -> bool {
 async fn faults_never_become_verdicts() {
     let started = Instant::now();
     let moto = Moto::start();
-    seed_event_estate(&moto).await;
+    seed::event_estate(&moto).await;
     let now: DateTime<Utc> = days_from_now(30);
     let events = evaluated_events();
     assert!(events.len() >= 15, "{events:?}");
@@ -416,8 +387,8 @@ async fn a_denied_key_read_is_never_compliant() {
     let (wl, _) = workload(&moto.endpoint).await;
     seed::key(&wl, "workload-dynamodb", OriginType::External, &[("LastRotationDate", &today)]).await;
     seed::key(&wl, "workload-kms", OriginType::AwsKms, &[("LastRotationDate", &today)]).await;
-    seed::table(&wl, "carts", Some(&alias_arn(WORKLOAD, "workload-dynamodb"))).await;
-    seed::table(&wl, "orders", Some(&alias_arn(WORKLOAD, "workload-kms"))).await;
+    seed::table(&wl, "carts", Some(&seed::alias_arn(WORKLOAD, "workload-dynamodb"))).await;
+    seed::table(&wl, "orders", Some(&seed::alias_arn(WORKLOAD, "workload-kms"))).await;
 
     let users: Vec<(&str, Credentials)> = ["kms:ListResourceTags", "kms:DescribeKey", "kms:ListKeyRotations", ""]
         .into_iter()
@@ -444,7 +415,7 @@ async fn a_denied_key_read_is_never_compliant() {
             c.as_object_mut().unwrap().iter_mut().find(|(k, _)| k.eq_ignore_ascii_case("ssedescription")).unwrap().1;
         let arn =
             sse.as_object_mut().unwrap().iter_mut().find(|(k, _)| k.eq_ignore_ascii_case("kmsmasterkeyarn")).unwrap().1;
-        *arn = alias_arn(WORKLOAD, "workload-kms").into();
+        *arn = seed::alias_arn(WORKLOAD, "workload-kms").into();
         e["invokingEvent"] = inv.to_string().into();
         e
     };
@@ -542,7 +513,7 @@ async fn a_denied_key_read_is_never_compliant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codeless_403_and_404_never_become_verdicts() {
     let moto = Moto::start();
-    seed_event_estate(&moto).await;
+    seed::event_estate(&moto).await;
     let now = days_from_now(30);
     let mut wrong = Vec::new();
     for (kind, matching, file, rule) in [

@@ -12,6 +12,7 @@ mod common;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
+use common::json::arb_json;
 use common::*;
 use kms_rotation_guard::aws::Aws;
 use kms_rotation_guard::{handler, rule};
@@ -19,48 +20,6 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{json, Value};
-
-fn leaf() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
-        ".{0,40}".prop_map(Value::String),
-        // Strings the code looks for, so mutations reach deep branches.
-        prop::sample::select(vec![
-            "ConfigurationItemChangeNotification",
-            "OversizedConfigurationItemChangeNotification",
-            "ScheduledNotification",
-            "AWS::S3::Bucket",
-            "AWS::RDS::DBInstance",
-            "AWS::RDS::DBCluster",
-            "AWS::DynamoDB::Table",
-            "aws:kms",
-            "AES256",
-            "ResourceDeleted",
-            "OK",
-            "alias/x",
-            "arn:aws:kms:eu-west-1:111111111111:alias/a",
-            "2026-11-20T10:15:30.123Z",
-            "{}",
-            "[]",
-            "TESTMODE",
-            "ENABLED",
-            "KMS",
-        ])
-        .prop_map(|s| Value::String(s.to_string())),
-    ]
-}
-
-fn any_json() -> impl Strategy<Value = Value> {
-    leaf().prop_recursive(4, 48, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(".{0,12}", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
 
 fn samples() -> Vec<Value> {
     let mut v: Vec<Value> = std::fs::read_dir(root().join("events"))
@@ -86,7 +45,7 @@ fn paths(v: &Value, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
 /// A sample event with one field replaced (or removed) somewhere, even inside the
 /// invokingEvent string or the S3 supplementary configuration string.
 fn mutated(samples: Vec<Value>) -> impl Strategy<Value = Value> {
-    (prop::sample::select(samples), any::<prop::sample::Index>(), proptest::option::of(any_json()), any::<bool>())
+    (prop::sample::select(samples), any::<prop::sample::Index>(), proptest::option::of(arb_json()), any::<bool>())
         .prop_map(|(mut event, which, replacement, inner)| {
             let mut invoking: Value =
                 serde_json::from_str(event["invokingEvent"].as_str().unwrap_or("{}")).unwrap_or(json!({}));
@@ -166,7 +125,7 @@ fn the_handler_never_panics_on_arbitrary_events() {
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let mut runner = TestRunner::new_with_rng(Config::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
-    let strategy = prop_oneof![mutated(samples()), any_json()];
+    let strategy = prop_oneof![mutated(samples()), arb_json()];
     let started = Instant::now();
     let mut executions = 0u64;
     while started.elapsed() < budget {

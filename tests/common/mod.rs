@@ -14,6 +14,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kms::config::Credentials;
 use kms_rotation_guard::aws::{Aws, CallCounter};
 
+pub mod json;
 pub mod seed;
 
 pub const REGION: &str = "eu-west-1";
