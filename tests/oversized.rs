@@ -6,62 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-
 use aws_sdk_kms::types::OriginType;
+use common::fake_config;
 use common::*;
 use kms_rotation_guard::aws::Aws;
 use kms_rotation_guard::{handler, rule};
 use serde_json::{json, Value};
-
-/// Serves `pages` in order to GetResourceConfigHistory and `{}` (TestMode success) to
-/// PutEvaluations; returns the endpoint and the request bodies it saw, by operation.
-fn fake_config(pages: Vec<Value>) -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        let mut pages = pages.into_iter();
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let (mut target, mut length) = (String::new(), 0usize);
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("x-amz-target:") {
-                    target = v.trim().rsplit('.').next().unwrap_or("").to_string();
-                }
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let reply = match target.as_str() {
-                "getresourceconfighistory" | "getcompliancedetailsbyconfigrule" => {
-                    pages.next().unwrap_or(json!({"configurationItems": []}))
-                }
-                _ => json!({"FailedEvaluations": []}),
-            };
-            log.lock().unwrap().push((target, request));
-            let reply = reply.to_string();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                reply.len()
-            );
-        }
-    });
-    (endpoint, seen)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_item_is_fetched_at_its_capture_time_across_empty_pages() {

@@ -148,6 +148,17 @@ async fn in_place_rotation_through_softhsm_keeps_old_ciphertext_and_makes_the_ke
     }
     assert_eq!(counter.get("kms.RotateKeyOnDemand"), 1);
     assert!(verdict(&aws, "prod-s3").await.starts_with("COMPLIANT"), "{}", verdict(&aws, "prod-s3").await);
+
+    // Last step: ask Config to re-evaluate (moto has no StartConfigRulesEvaluation; an
+    // AWS-shaped endpoint records the call).
+    let (config, seen) = fake_config(vec![]);
+    let aws = Aws::new(sdk_config(&ls.endpoint, static_creds()).await).with_service_endpoint("config", config);
+    let req = RotationRequest { reevaluate: vec!["kms-rotation-s3".into()], ..request("alias/prod-s3") };
+    Rotator::new(&aws, softhsm()).rotate(&req).await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, "startconfigrulesevaluation");
+    assert_eq!(seen[0].1["ConfigRuleNames"], serde_json::json!(["kms-rotation-s3"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,9 +297,12 @@ async fn keys_that_must_not_be_rotated_are_refused_with_a_reason() {
     let native = aws.kms().create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_string();
     let doomed = byok_key(&aws, "doomed").await;
     aws.kms().schedule_key_deletion().key_id(&doomed).pending_window_in_days(7).send().await.unwrap();
+    let mrk = aws.kms().create_key().origin(OriginType::External).multi_region(true).send().await.unwrap();
+    let mrk = mrk.key_metadata().unwrap().key_id().to_string();
     counter.reset();
     for (key, why) in [
         (native.as_str(), "only imported (EXTERNAL)"),
+        (mrk.as_str(), "multi-Region"),
         (doomed.as_str(), "pending deletion"),
         ("not a key", "not a KMS key reference"),
     ] {

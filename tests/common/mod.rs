@@ -4,6 +4,7 @@
 //! installed by `scripts/setup`. A missing tool fails the test with that instruction.
 #![allow(dead_code)]
 
+use std::io::{BufRead, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -260,3 +261,54 @@ pub fn softhsm() -> &'static kms_rotation_guard::rotation::hsm::Pkcs11Source {
 
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 pub const SOFTHSM_PIN: &str = "86420135";
+
+/// An AWS Config endpoint answering in the API reference's shape, for what moto's Config
+/// cannot do: serves `pages` in order to GetResourceConfigHistory and
+/// GetComplianceDetailsByConfigRule, and an empty success to anything else (PutEvaluations,
+/// StartConfigRulesEvaluation). Returns the endpoint and the (operation, body) pairs seen.
+pub fn fake_config(
+    pages: Vec<serde_json::Value>,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        let mut pages = pages.into_iter();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let (mut target, mut length) = (String::new(), 0usize);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("x-amz-target:") {
+                    target = v.trim().rsplit('.').next().unwrap_or("").to_string();
+                }
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            let reply = match target.as_str() {
+                "getresourceconfighistory" | "getcompliancedetailsbyconfigrule" => {
+                    pages.next().unwrap_or(serde_json::json!({"configurationItems": []}))
+                }
+                _ => serde_json::json!({"FailedEvaluations": []}),
+            };
+            log.lock().unwrap().push((target, request));
+            let reply = reply.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    (endpoint, seen)
+}
