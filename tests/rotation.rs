@@ -278,7 +278,9 @@ async fn dry_run_plans_without_changing_anything() {
     let (plan, record) = Rotator::new(&aws, softhsm()).rotate(&req).await.unwrap();
     assert!(record.is_none());
     let text = plan.to_string();
-    for want in ["key:", "strategy:   in-place", "RSA_AES_KEY_WRAP_SHA_1", "RSA_4096", "quota:"] {
+    for want in
+        ["key:", "strategy:   in-place", "RSA_AES_KEY_WRAP_SHA_1", "RSA_4096", "mechanism:  CKM_AES_KEY_GEN", "quota:"]
+    {
         assert!(text.contains(want), "{want} missing in\n{text}");
     }
     let calls = counter.snapshot();

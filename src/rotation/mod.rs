@@ -163,6 +163,7 @@ impl fmt::Display for RotationPlan {
         writeln!(f, "state:      {}", self.state)?;
         writeln!(f, "strategy:   {}", self.strategy)?;
         writeln!(f, "wrapping:   {} with {} ({})", self.algorithm, self.wrapping_key_spec, self.source)?;
+        writeln!(f, "mechanism:  {}", mechanism(self.algorithm))?;
         writeln!(f, "progress:   {:?}", self.progress)?;
         match self.quota_left {
             Some(n) => write!(f, "quota:      {n} of {ON_DEMAND_QUOTA} on-demand rotations left"),
@@ -848,6 +849,20 @@ impl<'a> Rotator<'a> {
             .ok_or_else(|| RotationError::Verification("CreateKey returned no key".into()))?;
         self.tag(&plan.key_id, &[(SUCCESSOR_TAG, &id)]).await?;
         Ok(id)
+    }
+}
+
+/// The PKCS#11 mechanisms a wrapping algorithm uses inside the HSM.
+fn mechanism(a: WrappingAlgorithm) -> &'static str {
+    match a {
+        WrappingAlgorithm::RsaesOaepSha256 => "CKM_AES_KEY_GEN, then CKM_RSA_PKCS_OAEP (SHA-256, MGF1-SHA-256)",
+        WrappingAlgorithm::RsaesOaepSha1 => "CKM_AES_KEY_GEN, then CKM_RSA_PKCS_OAEP (SHA-1, MGF1-SHA-1)",
+        WrappingAlgorithm::RsaAesKeyWrapSha256 => {
+            "CKM_AES_KEY_GEN, CKM_AES_KEY_WRAP_PAD under an ephemeral AES key, CKM_RSA_PKCS_OAEP (SHA-256) of that key"
+        }
+        WrappingAlgorithm::RsaAesKeyWrapSha1 => {
+            "CKM_AES_KEY_GEN, CKM_AES_KEY_WRAP_PAD under an ephemeral AES key, CKM_RSA_PKCS_OAEP (SHA-1) of that key"
+        }
     }
 }
 
