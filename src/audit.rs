@@ -39,7 +39,7 @@ impl AuditRow {
             Protection::Kms(k) => Some(k),
             _ => None,
         };
-        let facts = match &a.lookup {
+        let facts = match a.lookup.as_deref() {
             Some(KeyLookup::Found(f)) => Some(f),
             _ => None,
         };

@@ -303,7 +303,10 @@ async fn evaluate(workloads: &[Workload]) -> anyhow::Result<Vec<AuditRow>> {
             let outcome = crate::handler::handle(&w.aws, rule, payload, now, None).await?;
             rows.extend(outcome.assessments.iter().map(|a| AuditRow::new(a, &params, now)));
             // The key lookups must have reached the security account through the role.
-            debug_assert!(outcome.assessments.iter().all(|a| !matches!(a.lookup, Some(KeyLookup::Denied(_)))));
+            debug_assert!(outcome
+                .assessments
+                .iter()
+                .all(|a| !matches!(a.lookup.as_deref(), Some(KeyLookup::Denied(_)))));
         }
     }
     rows.sort_by(|a, b| {

@@ -2,6 +2,7 @@
 //! `evaluate` CLI and `scan` all run this code; there is no second implementation.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -25,7 +26,8 @@ pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(
 #[derive(Debug, Clone)]
 pub struct Assessment {
     pub resource: Resource,
-    pub lookup: Option<KeyLookup>,
+    /// Shared by every resource on the same key: one copy of the facts per key.
+    pub lookup: Option<Arc<KeyLookup>>,
     pub verdict: Verdict,
 }
 
@@ -155,7 +157,8 @@ pub async fn assess(
         Protection::Kms(k) => Some((k, &r.home)),
         _ => None,
     });
-    let lookups: HashMap<String, KeyLookup> = reader.look_up_all(refs).await?;
+    let lookups: HashMap<String, Arc<KeyLookup>> =
+        reader.look_up_all(refs).await?.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
     Ok(resources
         .into_iter()
         .map(|resource| {
@@ -163,7 +166,7 @@ pub async fn assess(
                 Protection::Kms(k) => lookups.get(&k.qualified(&resource.home)).cloned(),
                 _ => None,
             };
-            let verdict = decide(&resource.protection, lookup.as_ref(), params, now);
+            let verdict = decide(&resource.protection, lookup.as_deref(), params, now);
             Assessment { resource, lookup, verdict }
         })
         .collect())

@@ -41,11 +41,26 @@ impl Evaluation {
     }
 }
 
-/// Sends every evaluation; returns the number of PutEvaluations calls made.
+/// Batches in flight at once: the round trips overlap, well inside PutEvaluations' quota.
+const CONCURRENT_BATCHES: usize = 4;
+
+/// Sends every evaluation; returns the number of PutEvaluations calls made. Any batch that
+/// finally fails fails the whole report (and so the invocation).
 pub async fn put_evaluations(aws: &Aws, result_token: &str, evaluations: &[Evaluation]) -> Result<usize, Error> {
+    use futures_util::{StreamExt, TryStreamExt};
+    // The futures are built first: a stream closure borrowing `aws` would not be general
+    // enough for callers that spawn the handler.
+    let batches: Vec<_> = evaluations.chunks(BATCH).map(|chunk| put_batch(aws, result_token, chunk)).collect();
+    let calls: Vec<usize> =
+        futures_util::stream::iter(batches).buffer_unordered(CONCURRENT_BATCHES).try_collect().await?;
+    Ok(calls.iter().sum())
+}
+
+/// One batch of at most 100, re-sending what Config reports in FailedEvaluations.
+async fn put_batch(aws: &Aws, result_token: &str, chunk: &[Evaluation]) -> Result<usize, Error> {
     let test_mode = result_token == "TESTMODE";
     let mut calls = 0;
-    for chunk in evaluations.chunks(BATCH) {
+    {
         let mut pending = chunk.iter().map(Evaluation::to_sdk).collect::<Result<Vec<_>, _>>()?;
         for attempt in 0..=RESENDS {
             calls += 1;

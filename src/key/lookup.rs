@@ -211,9 +211,16 @@ impl<'a> KeyReader<'a> {
             f.rotations = Fact::Denied(Denial { action: "kms:ListKeyRotations".into(), hint });
             return Ok(f);
         }
-        f.tags = self.tags(&client, &f).await?;
-        if self.params.verify_tag_against_kms && matches!(f.tags, Fact::Known(_)) {
-            f.rotations = self.rotations(&client, &f).await?;
+        // Both reads at once: each is a round trip, and a key's verdict waits for both.
+        if self.params.verify_tag_against_kms {
+            let (tags, rotations) = tokio::join!(self.tags(&client, &f), self.rotations(&client, &f));
+            f.tags = tags?;
+            // Rotations only matter once the tag is readable; a denial of the tags decides.
+            if matches!(f.tags, Fact::Known(_)) {
+                f.rotations = rotations?;
+            }
+        } else {
+            f.tags = self.tags(&client, &f).await?;
         }
         Ok(f)
     }

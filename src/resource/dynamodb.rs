@@ -9,8 +9,9 @@ use crate::aws::{fail, Aws};
 use crate::error::Error;
 use crate::key::Home;
 
-/// Describes run this many at a time: fast, yet well inside DynamoDB's control-plane quota.
-const CONCURRENCY: usize = 8;
+/// Describes run this many at a time: fast, yet well inside DynamoDB's control-plane quota
+/// (DescribeTable is a control-plane call limited per account, not per table).
+const CONCURRENCY: usize = 16;
 
 /// `configuration.sSEDescription.{status, sSEType, kMSMasterKeyArn}`, in any casing.
 pub fn protection_from_configuration(c: &Value) -> Result<Protection, Error> {
