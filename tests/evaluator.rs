@@ -276,3 +276,30 @@ async fn a_resource_type_outside_the_rule_is_not_applicable() {
     assert!(outcome.evaluations[0].annotation.contains("not evaluated by this rule"));
     let _ = ResourceType::S3Bucket;
 }
+
+/// A sweep that cannot finish before the Lambda deadline stops short of it and fails
+/// cleanly, reporting nothing, instead of being killed mid-report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_near_the_deadline_fails_cleanly() {
+    // Accepts connections and never answers: every call hangs until its own timeout.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let counter = kms_rotation_guard::aws::CallCounter::default();
+    let aws =
+        kms_rotation_guard::aws::Aws::new(sdk_config(&endpoint, static_creds()).await).with_counter(counter.clone());
+    let payload: Value =
+        serde_json::from_slice(&std::fs::read(root().join("events/dynamodb-periodic.json")).unwrap()).unwrap();
+    let deadline = tokio::time::Instant::now() + handler::DEADLINE_MARGIN + std::time::Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let err = handler::handle(&aws, rule::DYNAMODB, payload, chrono::Utc::now(), Some(deadline)).await.unwrap_err();
+    assert!(matches!(err, Error::Deadline(_)), "{err}");
+    assert!(err.to_string().contains("nothing was reported"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "stopped at the deadline, not at the call timeout");
+    assert_eq!(counter.get("config.PutEvaluations"), 0);
+}
