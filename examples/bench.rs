@@ -547,7 +547,7 @@ async fn seed(endpoint: &str, plan: &Plan) -> Result<()> {
                     .context("put bucket encryption")?;
             }
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if n % 1000 == 0 || n == total {
+            if n.is_multiple_of(1000) || n == total {
                 eprintln!("bench:   seeded {n}/{total} resources ({:.0} s)", started.elapsed().as_secs_f64());
             }
             Ok::<_, anyhow::Error>(())

@@ -23,19 +23,6 @@ pub fn filter(default: &str) -> EnvFilter {
     f
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_wire_cap_lowers_trace_and_never_raises_warn() {
-        let warn = filter("warn").to_string();
-        assert!(!warn.contains("hyper=debug"), "{warn}");
-        let trace = filter("trace").to_string();
-        assert!(trace.contains("hyper=debug") && trace.contains("aws_smithy_runtime=debug"), "{trace}");
-    }
-}
-
 /// Human-readable logs on stderr (the CLI).
 pub fn init_cli(default: &str) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter(default)).with_writer(std::io::stderr).try_init();
@@ -49,4 +36,17 @@ pub fn init_json() {
         .with_current_span(false)
         .without_time()
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_cap_lowers_trace_and_never_raises_warn() {
+        let warn = filter("warn").to_string();
+        assert!(!warn.contains("hyper=debug"), "{warn}");
+        let trace = filter("trace").to_string();
+        assert!(trace.contains("hyper=debug") && trace.contains("aws_smithy_runtime=debug"), "{trace}");
+    }
 }

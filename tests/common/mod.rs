@@ -262,13 +262,14 @@ pub fn softhsm() -> &'static kms_rotation_guard::rotation::hsm::Pkcs11Source {
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 pub const SOFTHSM_PIN: &str = "86420135";
 
+/// The (operation, request body) pairs a fake endpoint saw.
+pub type Recorded = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+
 /// An AWS Config endpoint answering in the API reference's shape, for what moto's Config
 /// cannot do: serves `pages` in order to GetResourceConfigHistory and
 /// GetComplianceDetailsByConfigRule, and an empty success to anything else (PutEvaluations,
 /// StartConfigRulesEvaluation). Returns the endpoint and the (operation, body) pairs seen.
-pub fn fake_config(
-    pages: Vec<serde_json::Value>,
-) -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>) {
+pub fn fake_config(pages: Vec<serde_json::Value>) -> (String, Recorded) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
