@@ -217,7 +217,7 @@ where
 }
 
 /// The state of a key as the rotation sees it.
-struct KeyState_ {
+struct KeyView {
     arn: String,
     id: String,
     state: KeyState,
@@ -263,7 +263,7 @@ impl<'a> Rotator<'a> {
         self.aws.kms()
     }
 
-    async fn read(&self, key: &str) -> Result<KeyState_, RotationError> {
+    async fn read(&self, key: &str) -> Result<KeyView, RotationError> {
         let m = self.kms().describe_key().key_id(key).send().await.map_err(aws_err("kms:DescribeKey"))?;
         let m =
             m.key_metadata().ok_or_else(|| RotationError::Verification("DescribeKey returned no metadata".into()))?;
@@ -302,7 +302,7 @@ impl<'a> Rotator<'a> {
             }
             Err(e) => return Err(aws_err("kms:ListKeyRotations")(e)),
         };
-        Ok(KeyState_ {
+        Ok(KeyView {
             arn,
             id: m.key_id().to_string(),
             state: m.key_state().cloned().unwrap_or(KeyState::Unavailable),
@@ -387,7 +387,7 @@ impl<'a> Rotator<'a> {
         })
     }
 
-    async fn progress(&self, req: &RotationRequest, k: &KeyState_) -> Result<Progress, RotationError> {
+    async fn progress(&self, req: &RotationRequest, k: &KeyView) -> Result<Progress, RotationError> {
         if req.strategy == Strategy::AliasSwap {
             if let Some(s) = k.tags.get(SUCCESSOR_TAG) {
                 return Ok(Progress::SuccessorCreated { successor: s.clone() });
@@ -421,7 +421,7 @@ impl<'a> Rotator<'a> {
     }
 
     /// The alias to move: the one named, else the key's only alias.
-    async fn alias_for(&self, req: &RotationRequest, k: &KeyState_) -> Result<String, RotationError> {
+    async fn alias_for(&self, req: &RotationRequest, k: &KeyView) -> Result<String, RotationError> {
         match KeyRef::parse(&req.key) {
             Ok(KeyRef::AliasName(a)) => return Ok(a),
             Ok(KeyRef::AliasArn(a)) => return Ok(a.resource),
