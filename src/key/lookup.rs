@@ -148,7 +148,7 @@ impl<'a> KeyReader<'a> {
                     FailureKind::NotFound => Ok(KeyLookup::NotFound),
                     FailureKind::Denied => Ok(KeyLookup::Denied(Denial {
                         action: "kms:DescribeKey".into(),
-                        hint: self.grant_hint(&account),
+                        hint: self.grant_hint(&account, partition),
                     })),
                     _ => Err(f.into_error("kms:DescribeKey")),
                 };
@@ -177,8 +177,8 @@ impl<'a> KeyReader<'a> {
         Ok(KeyLookup::Found(Box::new(facts)))
     }
 
-    fn grant_hint(&self, account: &str) -> String {
-        match self.reader_role_arn(account, "aws").filter(|_| account != self.own_account) {
+    fn grant_hint(&self, account: &str, partition: &str) -> String {
+        match self.reader_role_arn(account, partition).filter(|_| account != self.own_account) {
             Some(role) => format!("grant it to {role} in the key policy"),
             None => "grant it to the evaluator role in the key policy and IAM policy".into(),
         }
@@ -298,9 +298,10 @@ impl<'a> KeyReader<'a> {
     {
         let failure = classify(&e);
         match failure.kind {
-            FailureKind::Denied => {
-                Ok(Fact::Denied(Denial { action: action.into(), hint: self.grant_hint(&f.account) }))
-            }
+            FailureKind::Denied => Ok(Fact::Denied(Denial {
+                action: action.into(),
+                hint: self.grant_hint(&f.account, f.key_arn.split(':').nth(1).unwrap_or("aws")),
+            })),
             FailureKind::Unsupported => {
                 // Not an AWS condition (LocalStack lacks ListKeyRotations); the verdict says
                 // what it could not check, so this is information, not a warning.
