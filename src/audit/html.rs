@@ -101,7 +101,12 @@ fn keys(rows: &[AuditRow]) -> Vec<KeyView<'_>> {
             k.verdict = r.compliance;
         }
     }
-    by_key.into_values().collect()
+    let mut keys: Vec<KeyView> = by_key.into_values().collect();
+    // Worst first, then the oldest (unknown ages count as oldest).
+    keys.sort_by_key(|k| {
+        (std::cmp::Reverse(severity(k.verdict)), std::cmp::Reverse(k.first.key_age_days.unwrap_or(i64::MAX)), k.label())
+    });
+    keys
 }
 
 fn verdict_class(c: Compliance) -> &'static str {
@@ -243,7 +248,7 @@ fn age_chart(keys: &[KeyView], header: &ReportHeader) -> Markup {
         @if bars.is_empty() {
             p.empty { "No resource uses a KMS key." }
         } @else {
-            svg.chart xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 960 " (height) } role="img"
+            svg.chart viewBox={ "0 0 960 " (height) } role="img"
                 aria-label="Key material age per key against the maximum age" {
                 @for i in 0..=4 {
                     @let days = scale_max * f64::from(i) / 4.0;
@@ -260,7 +265,8 @@ fn age_chart(keys: &[KeyView], header: &ReportHeader) -> Markup {
                                 rect class={ "fill " (verdict_class(k.verdict)) } x=(x0) y=(y + 3) rx="3"
                                     width=(format!("{:.1}", (x(*days as f64) - x0).max(2.0))) height=(BAR_H - 10) {}
                                 text.value x=(x(*days as f64) + 6.0) y=(y + 15) {
-                                    (days) "d" @if *source == "KMS" { " (KMS)" }
+                                    (days) "d"
+                                    @if *source == "KMS" { " per KMS (no valid rotation tag)" }
                                 }
                             }
                             None => {
@@ -268,7 +274,8 @@ fn age_chart(keys: &[KeyView], header: &ReportHeader) -> Markup {
                                 text.value x=(x0 + 8.0) y=(y + 15) { "age unknown: no rotation date" }
                             }
                         }
-                        text.due x="950" y=(y + 15) text-anchor="end" { (due_text(k, header.scan_time)) }
+                        @let due = due_text(k, header.scan_time);
+                        text class={ "due" @if due.starts_with("overdue") { " overdue" } } x="950" y=(y + 15) text-anchor="end" { (due) }
                     }
                 }
                 line.limit x1=(limit_x) x2=(limit_x) y1="26" y2=(height - 6) {}
@@ -304,23 +311,36 @@ fn keys_table(keys: &[KeyView]) -> Markup {
             div.scroll {
                 table.sortable id="keys-table" {
                     thead { tr {
-                        th { "Alias(es)" } th { "Key ARN" } th { "Origin" } th { "State" }
-                        th { "Last rotation (tag)" } th { "Last rotation (KMS)" } th { "Next due" }
-                        th { "Current KeyMaterialId" } th { "Material expiry" } th { "HSM holds material" }
+                        th { "Key (aliases, ARN)" } th { "Origin" } th { "State" }
+                        th title="The rotation tag's date" { "Rotated (tag)" }
+                        th title="The newest date KMS records material taking effect" { "Rotated (KMS)" }
+                        th { "Next due" } th { "Current KeyMaterialId" } th { "Material expiry" }
+                        th title="Whether the customer's HSM holds the current key material" { "HSM holds material" }
                         th { "Resources" } th { "Verdict" }
                     } }
                     tbody {
                         @for k in keys {
                             @let r = k.first;
                             tr data-key=(k.id) data-verdict=(k.verdict.as_str()) {
-                                td { @for a in &k.aliases { div { (a) } } @if k.aliases.is_empty() { "—" } }
-                                td.mono.wrap { (k.id) }
+                                td.key data-sort=(k.label()) {
+                                    @for a in &k.aliases { div.alias { (a) } }
+                                    div.arn {
+                                        // Break the ARN before the key id, not anywhere.
+                                        @match k.id.rsplit_once(':') {
+                                            Some((head, tail)) => { (head) ":" wbr; (tail) }
+                                            None => (k.id),
+                                        }
+                                    }
+                                }
                                 td { (dash(r.origin.as_deref())) }
                                 td { (dash(r.key_state.as_deref())) }
-                                td { (dash(r.rotation_date.as_deref())) }
-                                td { (dash(r.kms_rotation_date.as_deref())) }
-                                td { (dash(r.next_rotation_due.as_deref())) }
-                                td.mono.wrap { (dash(r.key_material_id.as_deref())) }
+                                td.date { (dash(r.rotation_date.as_deref())) }
+                                td.date { (dash(r.kms_rotation_date.as_deref())) }
+                                td.date { (dash(r.next_rotation_due.as_deref())) }
+                                @match &r.key_material_id {
+                                    Some(id) => td.mono.wrap { (id) },
+                                    None => td { "—" },
+                                }
                                 td {
                                     @match (&r.expiration_model, &r.material_valid_to) {
                                         (_, Some(t)) => (t),
@@ -352,6 +372,10 @@ fn resources(rows: &[AuditRow]) -> Markup {
     for r in rows {
         groups.entry((&r.account, &r.resource_type)).or_default().push(r);
     }
+    // Without JS this is the order a reader gets: problems first.
+    for g in groups.values_mut() {
+        g.sort_by_key(|r| (std::cmp::Reverse(severity(r.compliance)), r.resource_name.as_str()));
+    }
     html! {
         // Filtering works without JS (radio buttons and CSS); the text search needs JS and
         // stays hidden without it.
@@ -369,6 +393,10 @@ fn resources(rows: &[AuditRow]) -> Markup {
                     h3 { "Account " (account) " · " (service.trim_start_matches("AWS::").replace("::", " ")) span.count { (group.len()) } }
                     div.scroll {
                         table.sortable.resources {
+                            colgroup {
+                                col style="width:19%"; col style="width:17%"; col style="width:15%";
+                                col style="width:6%"; col style="width:12%"; col style="width:31%";
+                            }
                             thead { tr {
                                 th { "Resource" } th { "Resource ID" } th { "Key" } th { "Age" } th { "Verdict" } th { "Annotation" }
                             } }
@@ -423,19 +451,21 @@ code{background:#f1f3f6;padding:1px 5px;border-radius:4px}
 .hint{color:var(--muted);margin:0 0 10px}
 .chart{width:100%;max-width:1100px;height:auto;font-size:12px}
 .chart .grid{stroke:#edf0f3}.chart .axis{fill:#8a94a3;font-size:11px}
-.chart .label{fill:var(--ink);font-weight:500}.chart .value{fill:var(--ink)}.chart .due{fill:var(--muted)}
+.chart .label{fill:var(--ink);font-weight:500}.chart .value{fill:var(--ink)}.chart .due{fill:var(--muted)}.chart .due.overdue{fill:var(--bad);font-weight:600}
 .chart .fill.ok{fill:var(--ok)}.chart .fill.bad{fill:var(--bad)}.chart .fill.na{fill:var(--na)}
 .chart .unknown{fill:#fff;stroke:var(--bad);stroke-dasharray:4 3}
 .chart line.limit{stroke:var(--ink);stroke-width:1.5;stroke-dasharray:5 4}.chart text.limit{fill:var(--ink);font-weight:600;font-size:11px}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:7px 10px;border-bottom:1px solid var(--line);vertical-align:top}
-th{font-size:12px;color:var(--muted);font-weight:600;background:#fafbfc;white-space:nowrap;user-select:none}
+th,td{text-align:left;padding:7px 9px;border-bottom:1px solid var(--line);vertical-align:top}
+th{font-size:12px;color:var(--muted);font-weight:600;background:#fafbfc;user-select:none}
+table.resources{table-layout:fixed}td.name{word-break:break-word}td.date{white-space:nowrap}
 table.js th{cursor:pointer}table.js th:after{content:" ↕";color:#c2c9d2}
 th[data-dir=asc]:after{content:" ↑"!important;color:var(--ink)!important}th[data-dir=desc]:after{content:" ↓"!important;color:var(--ink)!important}
 tbody tr:hover{background:#f8fafc}
 td.num{text-align:right;white-space:nowrap}td.name{font-weight:600}
-td.wrap{word-break:break-all;max-width:340px}td.annotation{max-width:520px}
+td.wrap{word-break:break-all;max-width:340px}
+td.key{min-width:250px}td.key .alias{font-weight:600}td.key .arn{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,"Liberation Mono",monospace;font-size:11px;color:var(--muted)}td.annotation{max-width:520px}
 .badge{display:inline-block;padding:2px 8px;border-radius:10px;font-size:11px;font-weight:700;letter-spacing:.3px;white-space:nowrap}
 .badge.ok{background:var(--ok-bg);color:var(--ok)}.badge.bad{background:var(--bad-bg);color:var(--bad)}.badge.na{background:var(--na-bg);color:var(--na)}
 .custody.ok{color:var(--ok);font-weight:600}.custody.bad{color:var(--bad);font-weight:600}.custody.na{color:var(--muted)}
