@@ -75,6 +75,9 @@ enum Command {
         /// Where scripts/setup installed the emulators.
         #[arg(long, env = "KRG_TOOLS", default_value = ".tools")]
         tools: PathBuf,
+        /// Where the HTML reports before and after rotation are written.
+        #[arg(long, default_value = "target/demo")]
+        report_dir: PathBuf,
     },
     /// Rotate the imported key material of one KMS key (BYOK): generate and wrap it in an
     /// HSM, import, verify, tag. Resumes an interrupted rotation. Never deletes anything.
@@ -188,8 +191,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             scan(resource_types, key_reader_role_name, max_key_age_days, allow_aws_managed_keys, &format, output, now)
                 .await
         }
-        Command::Demo { json, tools } => {
-            let report = kms_rotation_guard::demo::run(kms_rotation_guard::demo::DemoOptions { tools, json }).await?;
+        Command::Demo { json, tools, report_dir } => {
+            let report =
+                kms_rotation_guard::demo::run(kms_rotation_guard::demo::DemoOptions { tools, json, report_dir })
+                    .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }

@@ -201,7 +201,7 @@ pub fn render(header: &ReportHeader, rows: &[AuditRow]) -> String {
                     }
                     section id="resources" {
                         h2 { "Resources" }
-                        (resources(rows))
+                        (resources(rows, &keys))
                     }
                 }
                 footer id="evidence" {
@@ -367,7 +367,9 @@ fn keys_table(keys: &[KeyView]) -> Markup {
     }
 }
 
-fn resources(rows: &[AuditRow]) -> Markup {
+fn resources(rows: &[AuditRow], keys: &[KeyView]) -> Markup {
+    // A resource that names its key by id still shows the alias other resources use.
+    let label: BTreeMap<&str, String> = keys.iter().map(|k| (k.id.as_str(), k.label())).collect();
     let mut groups: BTreeMap<(&str, &str), Vec<&AuditRow>> = BTreeMap::new();
     for r in rows {
         groups.entry((&r.account, &r.resource_type)).or_default().push(r);
@@ -406,7 +408,10 @@ fn resources(rows: &[AuditRow]) -> Markup {
                                         td.name { (r.resource_name) }
                                         td.mono.wrap { (r.resource_id) }
                                         td title=(dash(r.key_arn.as_deref().or(r.key_reference.as_deref()))) {
-                                            (r.key_alias.clone().or_else(|| r.key_reference.as_deref().map(short_key)).unwrap_or_else(|| "—".into()))
+                                            (r.key_alias.clone()
+                                                .or_else(|| r.key_arn.as_deref().and_then(|a| label.get(a).cloned()))
+                                                .or_else(|| r.key_reference.as_deref().map(short_key))
+                                                .unwrap_or_else(|| "—".into()))
                                         }
                                         td.num data-sort=(r.key_age_days.unwrap_or(-1)) { @if let Some(d) = r.key_age_days { (d) "d" } @else { "—" } }
                                         td data-sort=(severity(r.compliance)) { (badge(r.compliance)) }
