@@ -41,7 +41,8 @@ enum Command {
     /// reporting to Config. Exit status 0 when all are compliant, 1 when any is not, 2 on error.
     #[command(after_help = "Examples:\n  kms-rotation-guard scan --format table\n  \
         kms-rotation-guard scan --resource-types AWS::S3::Bucket --key-reader-role-name kms-rotation-guard-key-reader \\\n      \
-        --format csv --output audit.csv")]
+        --format csv --output audit.csv\n  \
+        kms-rotation-guard scan --format html --output report.html   # one self-contained page for the auditor")]
     Scan {
         /// Resource types to scan (default: all four).
         #[arg(long, num_args = 1.., value_parser = ["AWS::RDS::DBInstance", "AWS::RDS::DBCluster", "AWS::DynamoDB::Table", "AWS::S3::Bucket"])]
@@ -54,7 +55,8 @@ enum Command {
         /// Accept AWS-managed keys.
         #[arg(long)]
         allow_aws_managed_keys: bool,
-        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        /// html: one self-contained page with the key-age picture and the JSON payload's SHA-256.
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv", "html"])]
         format: String,
         /// Write the report here instead of standard output.
         #[arg(long)]
@@ -73,6 +75,9 @@ enum Command {
         /// Where scripts/setup installed the emulators.
         #[arg(long, env = "KRG_TOOLS", default_value = ".tools")]
         tools: PathBuf,
+        /// Where the HTML reports before and after rotation are written.
+        #[arg(long, default_value = "target/demo")]
+        report_dir: PathBuf,
     },
     /// Rotate the imported key material of one KMS key (BYOK): generate and wrap it in an
     /// HSM, import, verify, tag. Resumes an interrupted rotation. Never deletes anything.
@@ -186,8 +191,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             scan(resource_types, key_reader_role_name, max_key_age_days, allow_aws_managed_keys, &format, output, now)
                 .await
         }
-        Command::Demo { json, tools } => {
-            let report = kms_rotation_guard::demo::run(kms_rotation_guard::demo::DemoOptions { tools, json }).await?;
+        Command::Demo { json, tools, report_dir } => {
+            let report =
+                kms_rotation_guard::demo::run(kms_rotation_guard::demo::DemoOptions { tools, json, report_dir })
+                    .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }
@@ -300,8 +307,12 @@ async fn scan(
     }
     let rows: Vec<AuditRow> = assessments.iter().map(|a| AuditRow::new(a, &params, now)).collect();
     let text = match format {
-        "json" => serde_json::to_string_pretty(&rows)? + "\n",
+        "json" => audit::json(&rows),
         "csv" => audit::csv(&rows),
+        "html" => {
+            let header = audit::html::ReportHeader::new(vec![account.to_string()], &home.region, now, &params);
+            audit::html::render(&header, &rows)
+        }
         _ => audit::table(&rows, output.is_none() && audit::colour_stdout()),
     };
     match &output {

@@ -70,6 +70,26 @@ fn demo_evaluates_rotates_and_re_evaluates() {
     );
     assert!(report["seconds"].as_f64().unwrap() < 120.0);
 
+    // The auditor's reports before and after rotation, each with the SHA-256 of the JSON
+    // written next to it (sha256sum, an independent implementation).
+    let reports: Vec<std::path::PathBuf> =
+        report["reports"].as_array().unwrap().iter().map(|p| root().join(p.as_str().unwrap())).collect();
+    let names: Vec<String> = reports.iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect();
+    assert_eq!(names, ["before.html", "before.json", "after.html", "after.json"]);
+    assert!(reports.iter().all(|p| p.starts_with(root().join("target/demo"))), "{reports:?}");
+    for (html, json, rows) in
+        [(&reports[0], &reports[1], &report["before"]), (&reports[2], &reports[3], &report["after"])]
+    {
+        let page = std::fs::read_to_string(html).unwrap();
+        let sum = Command::new("sha256sum").arg(json).output().unwrap();
+        let digest = String::from_utf8(sum.stdout).unwrap().split_whitespace().next().unwrap().to_string();
+        assert!(page.contains(&format!("id=\"payload-sha256\">{digest}<")), "{} lacks {digest}", html.display());
+        assert_eq!(&serde_json::from_slice::<Value>(&std::fs::read(json).unwrap()).unwrap(), rows);
+        for (name, verdict) in verdicts(rows) {
+            assert!(page.contains(&format!("data-verdict=\"{verdict}\" data-resource=\"{name}\"")), "{name} {verdict}");
+        }
+    }
+
     // Nothing left behind: every emulator it started refuses connections now.
     let endpoints = report["endpoints"].as_array().unwrap();
     assert_eq!(endpoints.len(), 3);
