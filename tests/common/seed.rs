@@ -43,7 +43,9 @@ pub async fn event_estate(moto: &Moto) {
     key(&security, "prod-s3", ext(), &[("LastRotationDate", &ymd(days_from_now(-400)))]).await;
     key(&security, "prod-dynamodb", ext(), &[]).await;
     // Claims a rotation in 28 days' time; KMS only ever saw the key's creation today.
-    key(&security, "dev-rds", ext(), &[("LastRotationDate", &ymd(days_from_now(28)))]).await;
+    let dev_rds = key(&security, "dev-rds", ext(), &[("LastRotationDate", &ymd(days_from_now(28)))]).await;
+    // KMS dates the rotation today; a first import alone would have no date to hold against.
+    security.kms().rotate_key_on_demand().key_id(&dev_rds).send().await.unwrap();
     let dev_s3 = key(&security, "dev-s3", ext(), &[("LastRotationDate", &today)]).await;
     security.kms().disable_key().key_id(dev_s3).send().await.unwrap();
 
