@@ -206,7 +206,7 @@ async fn one_unreadable_bucket_table_or_key_never_stops_a_sweep() {
     seed::table(&wl, "open-table", Some(&arn("apps"))).await;
     seed::table(&wl, "locked-table", Some(&arn("apps"))).await;
 
-    let port: u16 = moto.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let port = moto.port;
     let proxy = FaultProxy::answering(port, &named_denials("locked-bucket", "locked-table", &hsm));
     let aws = Aws::new(sdk_config(&proxy.endpoint, static_creds()).await);
     let periodic = |file: &str| {
@@ -326,7 +326,7 @@ fn clear(e: &Error) -> bool {
 async fn faults_never_become_verdicts() {
     let started = Instant::now();
     let moto = Moto::start();
-    seed::event_estate(&moto).await;
+    let keys = seed::event_estate(&moto).await;
     let now: DateTime<Utc> = days_from_now(30);
     let events = evaluated_events();
     assert!(events.len() >= 15, "{events:?}");
@@ -335,7 +335,7 @@ async fn faults_never_become_verdicts() {
     let mut baseline: BTreeMap<String, Baseline> = BTreeMap::new();
     for (file, rule) in &events {
         let (aws, counter) = faulty_aws(&moto.endpoint).await;
-        let out = handler::handle(&aws, *rule, sample(file), now, None)
+        let out = handler::handle(&aws, *rule, keys.event(file), now, None)
             .await
             .unwrap_or_else(|e| panic!("{file} fails without faults: {e}"));
         assert!(!out.evaluations.is_empty(), "{file}");
@@ -364,13 +364,13 @@ async fn faults_never_become_verdicts() {
     let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
     let workers: Vec<_> = (0..4)
         .map(|_| {
-            let (plan, tally, baseline, endpoint) =
-                (plan.clone(), tally.clone(), baseline.clone(), proxy.endpoint.clone());
+            let (plan, tally, baseline, endpoint, keys) =
+                (plan.clone(), tally.clone(), baseline.clone(), proxy.endpoint.clone(), keys.clone());
             tokio::spawn(async move {
                 loop {
                     let Some((file, rule)) = plan.lock().unwrap().next() else { break };
                     let (aws, counter) = faulty_aws(&endpoint).await;
-                    let result = handler::handle(&aws, rule, sample(&file), now, None).await;
+                    let result = handler::handle(&aws, rule, keys.event(&file), now, None).await;
                     let want = &baseline[&file];
                     let attempts = counter.total();
                     let mut t = tally.lock().unwrap();
@@ -512,10 +512,12 @@ async fn a_denied_key_read_is_never_compliant() {
     // rotation (judged by the age of its material: created today). Both fresh, so only a
     // denial can fail them.
     let (wl, _) = workload(&moto.endpoint).await;
-    seed::key(&wl, "workload-dynamodb", OriginType::External, &[("LastRotationDate", &today)]).await;
-    seed::key(&wl, "workload-kms", OriginType::AwsKms, &[("LastRotationDate", &today)]).await;
-    seed::table(&wl, "carts", Some(&seed::alias_arn(WORKLOAD, "workload-dynamodb"))).await;
-    seed::table(&wl, "orders", Some(&seed::alias_arn(WORKLOAD, "workload-kms"))).await;
+    let wl_ddb = seed::key(&wl, "workload-dynamodb", OriginType::External, &[("LastRotationDate", &today)]).await;
+    let wl_kms = seed::key(&wl, "workload-kms", OriginType::AwsKms, &[("LastRotationDate", &today)]).await;
+    let keys = seed::SampleKeys::of(&[("workload-dynamodb", &wl_ddb)]);
+    let kms_arn = format!("arn:aws:kms:{REGION}:{WORKLOAD}:key/{wl_kms}");
+    seed::table(&wl, "carts", Some(&keys.key_arn(WORKLOAD, "workload-dynamodb"))).await;
+    seed::table(&wl, "orders", Some(&kms_arn)).await;
 
     let users: Vec<(&str, Credentials)> = ["kms:ListResourceTags", "kms:DescribeKey", "kms:ListKeyRotations", ""]
         .into_iter()
@@ -530,7 +532,7 @@ async fn a_denied_key_read_is_never_compliant() {
         .collect();
     enforce_iam(&moto);
 
-    let carts = sample("dynamodb-table-lowercase-fields.json");
+    let carts = keys.event("dynamodb-table-lowercase-fields.json");
     let orders = {
         let mut e = carts.clone();
         let mut inv: Value = serde_json::from_str(e["invokingEvent"].as_str().unwrap()).unwrap();
@@ -542,7 +544,7 @@ async fn a_denied_key_read_is_never_compliant() {
             c.as_object_mut().unwrap().iter_mut().find(|(k, _)| k.eq_ignore_ascii_case("ssedescription")).unwrap().1;
         let arn =
             sse.as_object_mut().unwrap().iter_mut().find(|(k, _)| k.eq_ignore_ascii_case("kmsmasterkeyarn")).unwrap().1;
-        *arn = seed::alias_arn(WORKLOAD, "workload-kms").into();
+        *arn = kms_arn.clone().into();
         e["invokingEvent"] = inv.to_string().into();
         e
     };
@@ -647,7 +649,7 @@ async fn a_denied_key_read_is_never_compliant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codeless_403_and_404_never_become_verdicts() {
     let moto = Moto::start();
-    seed::event_estate(&moto).await;
+    let keys = seed::event_estate(&moto).await;
     let now = days_from_now(30);
     let mut wrong = Vec::new();
     for (kind, matching, file, rule) in [
@@ -657,10 +659,10 @@ async fn codeless_403_and_404_never_become_verdicts() {
         ("bare404", "encryption", "s3-periodic.json", rule::S3),
     ] {
         let (aws, _) = faulty_aws(&moto.endpoint).await;
-        let want = sorted(handler::handle(&aws, rule, sample(file), now, None).await.unwrap().evaluations);
+        let want = sorted(handler::handle(&aws, rule, keys.event(file), now, None).await.unwrap().evaluations);
         let proxy = FaultProxy::start_matching(moto.port, 1.0, 1, kind, matching);
         let (aws, _) = faulty_aws(&proxy.endpoint).await;
-        match handler::handle(&aws, rule, sample(file), now, None).await {
+        match handler::handle(&aws, rule, keys.event(file), now, None).await {
             Err(e) => println!("{kind} on {matching}, {file}: failed cleanly: {e}"),
             Ok(out) => {
                 let got = sorted(out.evaluations);
