@@ -114,10 +114,25 @@ pub fn from_configuration_item(item: &Value, rule_types: &[ResourceType]) -> Res
             crate::key::reference::truncate_chars(type_name, 60)
         ));
     };
-    let account = field("awsAccountId")?;
+    // Invoking events say awsAccountId; GetResourceConfigHistory and BatchGetResourceConfig
+    // items (and tools that store them) say accountId.
+    let account = match item.get("awsAccountId") {
+        None | Some(Value::Null) if item.get("accountId").is_some_and(Value::is_string) => field("accountId")?,
+        _ => field("awsAccountId")?,
+    };
     let region = field("awsRegion")?;
     let name = item.get("resourceName").and_then(Value::as_str).unwrap_or(&resource_id).to_string();
-    let configuration = item.get("configuration").filter(|c| !c.is_null());
+    // The API shape carries the configuration as a JSON string.
+    let parsed;
+    let configuration = match item.get("configuration").filter(|c| !c.is_null()) {
+        Some(Value::String(s)) => {
+            parsed = serde_json::from_str::<Value>(s).map_err(|e| {
+                Error::malformed(format!("configurationItem.configuration is a string but not JSON: {e}"))
+            })?;
+            Some(&parsed)
+        }
+        other => other,
+    };
     let protection = match resource_type {
         ResourceType::RdsDbInstance | ResourceType::RdsDbCluster => {
             let c = configuration.ok_or_else(|| Error::malformed("configurationItem.configuration is missing"))?;
