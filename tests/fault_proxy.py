@@ -27,7 +27,9 @@ faults to matching requests.
 `aws_errors` (a JSON list) answers NAMED resources with an AWS error, always, before any
 random fault: each entry is {"match": [substrings that must all occur in the X-Amz-Target,
 path or body], "status": 403, "content_type": "application/xml", "body": "<Error>...",
-"error_type": optional x-amzn-ErrorType header}. Tests put AWS's own error bodies here
+"error_type": optional x-amzn-ErrorType header}, or {"match": [...], "patch": {...}} to let the
+request through and deep-merge `patch` into its JSON response (a date the emulator cannot
+set, a field it does not return). Tests put AWS's own error bodies here
 (a bucket policy denying s3:GetEncryptionConfiguration, a DynamoDB resource policy denying
 DescribeTable, KMS's UnsupportedOperationException for a key in a custom key store), which
 moto never produces. Counts by entry index go to `stats_file` under "aws_errors". `fault_kinds` (comma-separated) restricts the choice, or adds `bare404` / `bare403`
@@ -49,6 +51,14 @@ KINDS = ["throttle", "http500", "http503", "drop", "delay"]
 # fault_kinds: a bare 404 or 403 as a broken intermediary might send. They probe how the
 # evaluator reads a status without an error code.
 EXTRA_KINDS = ["bare404", "bare403"]
+
+
+def merge(into: dict, patch: dict):
+    for k, v in patch.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            merge(into[k], v)
+        else:
+            into[k] = v
 
 
 class FaultInjector:
@@ -98,8 +108,8 @@ class FaultInjector:
         if "aws_errors" in updated:
             rules = json.loads(ctx.options.aws_errors or "[]")
             for r in rules:
-                if not r.get("match") or "status" not in r or "body" not in r:
-                    raise ValueError(f"aws_errors entry needs match, status and body: {r}")
+                if not r.get("match") or not (("status" in r and "body" in r) or "patch" in r):
+                    raise ValueError(f"aws_errors entry needs match, and status and body, or patch: {r}")
             self.aws_errors = rules
         if "stats_file" in updated:
             self.write_stats()
@@ -158,12 +168,16 @@ class FaultInjector:
             {"Content-Type": "application/xml"},
         )
 
-    def named_error(self, flow: http.HTTPFlow):
-        where = " ".join(
+    @staticmethod
+    def where(flow: http.HTTPFlow) -> str:
+        return " ".join(
             [flow.request.headers.get("X-Amz-Target", ""), flow.request.path, flow.request.get_text(strict=False) or ""]
         )
+
+    def named_error(self, flow: http.HTTPFlow):
+        where = self.where(flow)
         for i, r in enumerate(self.aws_errors):
-            if all(m in where for m in r["match"]):
+            if "patch" not in r and all(m in where for m in r["match"]):
                 headers = {"Content-Type": r.get("content_type", "application/xml"), "x-amzn-RequestId": "fault-proxy"}
                 if r.get("error_type"):
                     headers["x-amzn-ErrorType"] = r["error_type"]
@@ -171,6 +185,17 @@ class FaultInjector:
                     self.aws_error_counts[str(i)] = self.aws_error_counts.get(str(i), 0) + 1
                 return http.Response.make(r["status"], r["body"], headers)
         return None
+
+    def response(self, flow: http.HTTPFlow):
+        where = self.where(flow)
+        for i, r in enumerate(self.aws_errors):
+            if "patch" in r and flow.response is not None and all(m in where for m in r["match"]):
+                body = json.loads(flow.response.get_text(strict=False) or "{}")
+                merge(body, r["patch"])
+                flow.response.set_text(json.dumps(body))
+                with self.lock:
+                    self.aws_error_counts[str(i)] = self.aws_error_counts.get(str(i), 0) + 1
+                self.write_stats()
 
     async def request(self, flow: http.HTTPFlow):
         if flow.request.path.startswith("/moto-api"):
