@@ -210,6 +210,10 @@ pub enum FailureKind {
     Transient,
     /// The endpoint does not implement the operation (emulators).
     Unsupported,
+    /// AWS implements the operation but not for this resource: KMS's
+    /// `UnsupportedOperationException`, e.g. ListKeyRotations on a key in a custom key
+    /// store. Permanent, and a fact about the resource; kept apart from `Unsupported`.
+    NotForThisResource,
     Other,
 }
 
@@ -243,6 +247,7 @@ const THROTTLING: &[&str] = &[
 const DENIED: &[&str] = &["AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"];
 const NOT_FOUND: &[&str] =
     &["NotFoundException", "NoSuchBucket", "ResourceNotFoundException", "DBInstanceNotFound", "DBClusterNotFoundFault"];
+const NOT_FOR_THIS_RESOURCE: &[&str] = &["UnsupportedOperationException"];
 const UNSUPPORTED: &[&str] =
     &["NotImplemented", "NotImplementedException", "UnknownOperationException", "InvalidAction"];
 
@@ -270,6 +275,8 @@ where
                 FailureKind::Denied
             } else if NOT_FOUND.contains(&c) {
                 FailureKind::NotFound
+            } else if NOT_FOR_THIS_RESOURCE.contains(&c) {
+                FailureKind::NotForThisResource
             } else {
                 FailureKind::Other
             }

@@ -83,6 +83,15 @@ pub async fn evaluate(
                 };
                 return Ok(not_applicable(&summary.resource_type, &summary.resource_id, why, summary.captured));
             }
+            // Decided from the summary: fetching a history this rule cannot judge would
+            // spend a call, and fail the invocation on a type GetResourceConfigHistory lacks.
+            if !ResourceType::parse(&summary.resource_type).is_some_and(|t| rule.resource_types.contains(&t)) {
+                let why = format!(
+                    "resource type {} is not evaluated by this rule",
+                    crate::key::reference::truncate_chars(&summary.resource_type, 60)
+                );
+                return Ok(not_applicable(&summary.resource_type, &summary.resource_id, why, summary.captured));
+            }
             let item = fetch_item(aws, summary).await?;
             evaluate_item(aws, rule, inv, &params, &item, summary.captured, now).await
         }

@@ -212,7 +212,13 @@ impl<'a> KeyReader<'a> {
             return Ok(f);
         }
         // Both reads at once: each is a round trip, and a key's verdict waits for both.
-        if self.params.verify_tag_against_kms {
+        // A key whose material KMS generated is judged by the age of that material, so its
+        // rotation history is read whatever the rule's parameters.
+        if f.origin == "AWS_KMS" {
+            let (tags, rotations) = tokio::join!(self.tags(&client, &f), self.rotations(&client, &f));
+            f.tags = tags?;
+            f.rotations = rotations?;
+        } else if self.params.verify_tag_against_kms {
             let (tags, rotations) = tokio::join!(self.tags(&client, &f), self.rotations(&client, &f));
             f.tags = tags?;
             // Rotations only matter once the tag is readable; a denial of the tags decides.
@@ -280,12 +286,14 @@ impl<'a> KeyReader<'a> {
             Ok(o) => Ok(Fact::Known(AutoRotation {
                 enabled: o.key_rotation_enabled(),
                 period_days: o.rotation_period_in_days().map(i64::from),
+                next_rotation: o.next_rotation_date().and_then(to_chrono),
             })),
             Err(e) => self.optional(e, "kms:GetKeyRotationStatus", "kms:GetKeyRotationStatus", f),
         }
     }
 
-    /// A failed optional read: denial and "not implemented" are facts, the rest an error.
+    /// A failed optional read: a denial, "not implemented" and "not for this key" are
+    /// facts, the rest an error.
     fn optional<T, E>(
         &self,
         e: aws_sdk_kms::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
@@ -307,6 +315,11 @@ impl<'a> KeyReader<'a> {
                 // what it could not check, so this is information, not a warning.
                 tracing::info!(operation, error = %failure.message, "endpoint does not implement this KMS call");
                 Ok(Fact::Unsupported(format!("{operation} is not implemented by this endpoint")))
+            }
+            FailureKind::NotForThisResource => {
+                // AWS's answer for keys in a custom key store: KMS cannot rotate them.
+                tracing::info!(operation, key = %f.key_arn, error = %failure.message, "KMS does not support this call for the key");
+                Ok(Fact::NotForThisKey(format!("{operation}: {}", failure.message)))
             }
             _ => Err(failure.into_error(operation)),
         }

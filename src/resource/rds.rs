@@ -8,7 +8,8 @@ use crate::aws::{fail, Aws};
 use crate::error::Error;
 use crate::key::Home;
 
-/// `configuration.storageEncrypted` + `configuration.kmsKeyId`, the same for both types.
+/// `configuration.storageEncrypted` + `configuration.kmsKeyId` (+ `storageEncryptionType`),
+/// the same for both types.
 pub fn protection_from_configuration(c: &Value) -> Result<Protection, Error> {
     let encrypted = match field_ci(c, "storageEncrypted") {
         None => false,
@@ -16,10 +17,16 @@ pub fn protection_from_configuration(c: &Value) -> Result<Protection, Error> {
         Some(_) => return Err(Error::malformed("configuration.storageEncrypted must be a boolean")),
     };
     let key = opt_str(c, "kmsKeyId", "configuration")?;
-    protection(encrypted, key)
+    let kind = opt_str(c, "storageEncryptionType", "configuration")?;
+    protection(encrypted, key, kind)
 }
 
-fn protection(encrypted: bool, key: Option<&str>) -> Result<Protection, Error> {
+/// `StorageEncryptionType` `sse-rds`: RDS encrypts with a key AWS owns, and reports
+/// `StorageEncrypted` false (the Aurora default since 2026-02-18). Not "encryption off".
+fn protection(encrypted: bool, key: Option<&str>, kind: Option<&str>) -> Result<Protection, Error> {
+    if !encrypted && kind.is_some_and(|k| k.eq_ignore_ascii_case("sse-rds")) {
+        return Ok(Protection::AwsOwnedKey);
+    }
     Ok(match (encrypted, key) {
         (false, _) => Protection::Unencrypted("storage encryption is off".into()),
         (true, Some(k)) => Protection::Kms(key_ref(k, "kmsKeyId")?),
@@ -41,7 +48,11 @@ pub async fn enumerate(aws: &Aws, home: &Home, types: &[ResourceType]) -> Result
                     resource_id: id.to_string(),
                     name: db.db_instance_identifier().unwrap_or(id).to_string(),
                     home: home.clone(),
-                    protection: protection(db.storage_encrypted().unwrap_or(false), db.kms_key_id())?,
+                    protection: protection(
+                        db.storage_encrypted().unwrap_or(false),
+                        db.kms_key_id(),
+                        db.storage_encryption_type().map(|t| t.as_str()),
+                    )?,
                 });
             }
         }
@@ -56,7 +67,11 @@ pub async fn enumerate(aws: &Aws, home: &Home, types: &[ResourceType]) -> Result
                     resource_id: id.to_string(),
                     name: c.db_cluster_identifier().unwrap_or(id).to_string(),
                     home: home.clone(),
-                    protection: protection(c.storage_encrypted().unwrap_or(false), c.kms_key_id())?,
+                    protection: protection(
+                        c.storage_encrypted().unwrap_or(false),
+                        c.kms_key_id(),
+                        c.storage_encryption_type().map(|t| t.as_str()),
+                    )?,
                 });
             }
         }
