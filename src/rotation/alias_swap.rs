@@ -17,7 +17,7 @@ impl Rotator<'_> {
                 return Err(RotationError::Verification(format!("{alias} does not point at {}", plan.key_id)));
             }
             let material = self.verify(req, alias, None, None).await?;
-            self.record(req, &plan.key_id, material.as_deref()).await?;
+            self.record(req, &plan.key_arn, material.as_deref()).await?;
             return Ok((plan.key_arn.clone(), material));
         }
         let old = plan.key_id.as_str();
@@ -32,8 +32,12 @@ impl Rotator<'_> {
         };
         let s = self.read(&successor).await?;
         let material = if s.state == KeyState::PendingImport {
-            self.import(req, plan, &successor, false).await?
+            self.import(req, plan, &s.arn, false).await?
         } else {
+            // Stopped between ImportKeyMaterial and naming: the pending object is this material.
+            if let Some(m) = &s.current_material {
+                self.name_kept(req, &s.arn, m)?;
+            }
             s.current_material.clone()
         };
         let target = self.alias_target(alias).await?;
@@ -56,7 +60,7 @@ impl Rotator<'_> {
         // Ciphertext of the old key names the old key, which stays Enabled: it still decrypts.
         self.decrypts(old, &before.0, &before.1).await?;
         let material = self.verify(req, alias, None, None).await?.or(material);
-        self.record(req, &s.id, material.as_deref()).await?;
+        self.record(req, &s.arn, material.as_deref()).await?;
         Ok((s.arn, material))
     }
 

@@ -8,7 +8,7 @@ impl Rotator<'_> {
         req: &RotationRequest,
         plan: &RotationPlan,
     ) -> Result<(String, Option<String>), RotationError> {
-        let key = plan.key_id.as_str();
+        let key = plan.key_arn.as_str();
         // A ciphertext made before the rotation must still decrypt after it.
         let before = if plan.progress == Progress::FirstImport { None } else { Some(self.encrypt_probe(key).await?) };
         let material = match &plan.progress {
@@ -21,6 +21,7 @@ impl Rotator<'_> {
                     let id = id.ok_or_else(|| {
                         RotationError::Verification("ImportKeyMaterial returned no KeyMaterialId".into())
                     })?;
+                    self.import_into_replicas(req, plan, &id).await?;
                     self.rotate_on_demand(req, key, &id).await?;
                     Some(id)
                 }
@@ -29,6 +30,9 @@ impl Rotator<'_> {
                 if !self.read(key).await?.tags.contains_key(PENDING_TAG) {
                     self.tag(key, &[(PENDING_TAG, material_id)]).await?;
                 }
+                // Stopped between ImportKeyMaterial and naming: the pending object is this material.
+                self.name_kept(req, key, material_id)?;
+                self.import_into_replicas(req, plan, material_id).await?;
                 self.rotate_on_demand(req, key, material_id).await?;
                 Some(material_id.clone())
             }

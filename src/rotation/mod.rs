@@ -9,15 +9,25 @@
 //!   completes on the next run without a second on-demand rotation or a second successor key.
 //! - Tags claiming a rotation are written only after verification succeeds.
 //! - Key material, wrapped or not, and the import token never reach a log or an error.
+//! - Custody: with an HSM, every material is a persistent token object before KMS sees it,
+//!   named with the key ARN and the KMS key material id, so it can be imported again
+//!   ([`Rotator::reimport`]); [`Rotator::materials`] shows what KMS lists and what the HSM holds.
 
 pub mod hsm;
 
 mod alias_swap;
 mod import;
 mod in_place;
+mod materials;
+mod multi_region;
 mod plan;
 mod record;
+mod reimport;
 mod verify;
+
+pub use materials::{MaterialStatus, MaterialsReport};
+pub use multi_region::Replica;
+pub use reimport::{ReimportReport, ReimportRequest, Reimported};
 
 use plan::mechanism;
 
@@ -47,6 +57,11 @@ pub const SUCCESSOR_TAG: &str = "KmsRotationGuardSuccessor";
 pub const PREDECESSOR_TAG: &str = "KmsRotationGuardPredecessor";
 pub const DATE_TAG: &str = "LastRotationDate";
 pub const MATERIAL_TAG: &str = crate::params::MATERIAL_ID_TAG;
+/// On a key: the HSM object holding its current material (token and `CKA_ID`).
+pub const HSM_OBJECT_TAG: &str = "KmsRotationGuardHsmObject";
+/// The encryption context of every verification Encrypt/Decrypt. The rotation role may use
+/// Encrypt and Decrypt only under it, so it can never decrypt application data.
+pub const PROBE_CONTEXT: (&str, &str) = ("kms-rotation-guard:probe", "verification");
 /// Never use import parameters this close to their 24-hour expiry.
 const TOKEN_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
 
@@ -83,9 +98,15 @@ impl fmt::Display for Strategy {
 pub enum Step {
     Plan,
     CreateSuccessor,
+    /// The material exists as a persistent HSM object (`CKA_ID=pending`).
+    KeepMaterial,
     GetParametersForImport,
     GenerateAndWrap,
     ImportKeyMaterial,
+    /// The HSM object's `CKA_ID` is the KMS key material id.
+    LabelMaterial,
+    /// Multi-Region: the same material is imported into every replica.
+    ImportIntoReplicas,
     Rotate,
     Verify,
     Record,
@@ -161,6 +182,10 @@ pub struct RotationPlan {
     /// On-demand rotations left of 25; `None` when KMS cannot list them.
     pub quota_left: Option<u32>,
     pub state: String,
+    /// Whether the new material stays in the HSM (custody).
+    pub keeps_material: bool,
+    /// Multi-Region primary: the replicas that get the same material before the rotation.
+    pub replicas: Vec<Replica>,
 }
 
 impl fmt::Display for RotationPlan {
@@ -173,6 +198,18 @@ impl fmt::Display for RotationPlan {
         writeln!(f, "strategy:   {}", self.strategy)?;
         writeln!(f, "wrapping:   {} with {} ({})", self.algorithm, self.wrapping_key_spec, self.source)?;
         writeln!(f, "mechanism:  {}", mechanism(self.algorithm))?;
+        writeln!(
+            f,
+            "custody:    {}",
+            if self.keeps_material {
+                "the new material stays in the HSM as a persistent token object (CKA_LABEL = key ARN, CKA_ID = material id)"
+            } else {
+                "NOT KEPT: this source forgets the material after the import (development only)"
+            }
+        )?;
+        for r in &self.replicas {
+            writeln!(f, "replica:    {} (same material, EXISTING_KEY_MATERIAL)", r.arn)?;
+        }
         writeln!(f, "progress:   {:?}", self.progress)?;
         match self.quota_left {
             Some(n) => write!(f, "quota:      {n} of {ON_DEMAND_QUOTA} on-demand rotations left"),
@@ -191,6 +228,11 @@ pub struct RotationRecord {
     pub strategy: String,
     pub wrapping_algorithm: String,
     pub key_material_id: Option<String>,
+    /// The HSM object that holds the material (`None`: the source keeps none).
+    pub hsm_object: Option<String>,
+    /// Multi-Region: the replicas that received the same material.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
     pub rotated_at: DateTime<Utc>,
     pub quota_left: Option<u32>,
     pub resumed: bool,
@@ -209,6 +251,12 @@ pub enum RotationError {
     /// Verification failed: tags were not written; the old material is still usable.
     #[error("verification failed, no rotation recorded: {0}")]
     Verification(String),
+    /// A multi-Region replica did not take the new material: the primary was not rotated.
+    #[error(
+        "replica {replica} did not take key material {material}: {reason}; the primary was not rotated \
+         (its new material waits, unused, until every replica holds it): run the rotation again; it resumes"
+    )]
+    Replica { replica: String, material: String, reason: String },
     #[error("interrupted after {0:?} (test hook)")]
     Interrupted(Step),
 }
@@ -232,6 +280,9 @@ struct KeyView {
     state: KeyState,
     origin: Option<OriginType>,
     multi_region: bool,
+    /// Multi-Region: whether this is the primary key, and its replicas.
+    primary: bool,
+    replicas: Vec<Replica>,
     current_material: Option<String>,
     tags: BTreeMap<String, String>,
     /// `None` when the endpoint cannot list rotations.
@@ -247,11 +298,13 @@ pub struct Rotator<'a> {
     source: &'a dyn KeyMaterialSource,
     /// Progress lines for a person (the CLI prints them; Lambda logs them).
     on_step: StepObserver<'a>,
+    /// Wrapping for re-imports: pinned algorithm (else the strongest) and key spec.
+    wrapping: (Option<WrappingAlgorithm>, WrappingKeySpec),
 }
 
 impl<'a> Rotator<'a> {
     pub fn new(aws: &'a Aws, source: &'a dyn KeyMaterialSource) -> Self {
-        Rotator { aws, source, on_step: Box::new(|_, _| {}) }
+        Rotator { aws, source, on_step: Box::new(|_, _| {}), wrapping: (None, WrappingKeySpec::Rsa4096) }
     }
 
     pub fn on_step(mut self, f: impl Fn(Step, &str) + Send + Sync + 'a) -> Self {
@@ -259,9 +312,20 @@ impl<'a> Rotator<'a> {
         self
     }
 
-    fn step(&self, req: &RotationRequest, step: Step, text: &str) -> Result<(), RotationError> {
+    /// The wrapping algorithm (`None`: the strongest the source can do) and key spec that
+    /// [`Self::reimport`] asks KMS for. (A rotation takes them from its request.)
+    pub fn wrapping(mut self, algorithm: Option<WrappingAlgorithm>, spec: WrappingKeySpec) -> Self {
+        self.wrapping = (algorithm, spec);
+        self
+    }
+
+    fn say(&self, step: Step, text: &str) {
         tracing::info!(step = ?step, "{text}");
         (self.on_step)(step, text);
+    }
+
+    fn step(&self, req: &RotationRequest, step: Step, text: &str) -> Result<(), RotationError> {
+        self.say(step, text);
         if req.stop_after == Some(step) {
             return Err(RotationError::Interrupted(step));
         }
@@ -317,6 +381,19 @@ impl<'a> Rotator<'a> {
             state: m.key_state().cloned().unwrap_or(KeyState::Unavailable),
             origin: m.origin().cloned(),
             multi_region: m.multi_region().unwrap_or(false),
+            primary: m
+                .multi_region_configuration()
+                .and_then(|c| c.multi_region_key_type())
+                .is_some_and(|t| t.as_str() == "PRIMARY"),
+            replicas: m
+                .multi_region_configuration()
+                .map(|c| {
+                    c.replica_keys()
+                        .iter()
+                        .filter_map(|r| Some(Replica { arn: r.arn()?.to_string(), region: r.region()?.to_string() }))
+                        .collect()
+                })
+                .unwrap_or_default(),
             current_material: m.current_key_material_id().map(str::to_string),
             tags,
             rotations,
@@ -341,11 +418,14 @@ impl<'a> Rotator<'a> {
             Strategy::InPlace => self.in_place(req, &plan).await?,
             Strategy::AliasSwap => self.alias_swap(req, &plan).await?,
         };
+        let hsm_object = self.held(&current_key_arn, material.as_deref())?.map(|k| k.to_string());
         let record = RotationRecord {
             key_arn: plan.key_arn.clone(),
             current_key_arn,
             strategy: plan.strategy.to_string(),
             wrapping_algorithm: plan.algorithm.as_str().to_string(),
+            hsm_object,
+            replicas: plan.replicas.iter().map(|r| r.arn.clone()).collect(),
             key_material_id: material,
             rotated_at: Utc::now(),
             quota_left: plan.quota_left.map(|q| {
@@ -368,6 +448,7 @@ impl<'a> Rotator<'a> {
             strategy = %record.strategy,
             algorithm = %record.wrapping_algorithm,
             material = record.key_material_id.as_deref().unwrap_or("unknown"),
+            hsm_object = record.hsm_object.as_deref().unwrap_or("none (not kept)"),
             source = %plan.source,
             region = %self.aws.region(),
             host = %hostname(),

@@ -14,11 +14,45 @@ impl Rotator<'_> {
                 k.origin.as_ref().map(|o| o.as_str()).unwrap_or("unknown")
             )));
         }
-        if k.multi_region {
+        if req.valid_to.is_some() && !self.source.keeps_material() {
             return Err(RotationError::Refused(format!(
-                "key {} is multi-Region: importing into its replicas is not implemented, so rotating the primary \
-                 alone would leave the replicas unusable",
-                k.arn
+                "--valid-to makes KMS delete the material at that time, and {} does not keep it, so every \
+                 ciphertext under it would be lost for good: use an HSM (--hsm pkcs11), which keeps it for reimport",
+                self.source.name()
+            )));
+        }
+        if k.multi_region {
+            if !k.primary {
+                return Err(RotationError::Refused(format!(
+                    "key {} is a multi-Region replica: new material goes into the primary key, and the rotation \
+                     imports it into every replica; rotate the primary",
+                    k.arn
+                )));
+            }
+            if req.strategy == Strategy::AliasSwap {
+                return Err(RotationError::Refused(format!(
+                    "key {} is multi-Region: alias-swap would need a new key and new replicas in every Region; \
+                     use in-place",
+                    k.arn
+                )));
+            }
+            if !self.source.keeps_material() {
+                return Err(RotationError::Refused(format!(
+                    "key {} is multi-Region: every replica needs the same material, and {} does not keep it",
+                    k.arn,
+                    self.source.name()
+                )));
+            }
+        }
+        // After DeleteImportedKeyMaterial or expiry a key is PendingImport again, but only its
+        // own material brings its ciphertext back: new material would not.
+        if k.state == KeyState::PendingImport
+            && (k.current_material.is_some() || k.tags.contains_key(MATERIAL_TAG) || k.tags.contains_key(&req.date_tag))
+        {
+            return Err(RotationError::Refused(format!(
+                "key {} is PendingImport but has had key material (deleted or expired): import that same material \
+                 again with `kms-rotation-guard reimport --key {}`; new material would not decrypt its ciphertext",
+                k.arn, k.arn
             )));
         }
         match k.state {
@@ -72,6 +106,8 @@ impl Rotator<'_> {
             progress,
             quota_left,
             state: k.state.as_str().to_string(),
+            keeps_material: self.source.keeps_material(),
+            replicas: k.replicas.clone(),
         })
     }
 

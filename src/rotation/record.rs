@@ -24,6 +24,11 @@ impl Rotator<'_> {
         if let Some(m) = material {
             tags.push((MATERIAL_TAG, m));
         }
+        // Where the material lives, so an operator can find it without our own database.
+        let held = self.held(key, material)?.map(|k| k.tag_value());
+        if let Some(h) = &held {
+            tags.push((HSM_OBJECT_TAG, h));
+        }
         self.tag(key, &tags).await?;
         // Our own bookkeeping tag, not key material: removing it deletes nothing of value.
         self.kms()

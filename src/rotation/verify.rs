@@ -16,6 +16,7 @@ impl Rotator<'_> {
             .encrypt()
             .key_id(key)
             .plaintext(Blob::new(probe.clone()))
+            .encryption_context(PROBE_CONTEXT.0, PROBE_CONTEXT.1)
             .send()
             .await
             .map_err(aws_err("kms:Encrypt"))?;
@@ -32,6 +33,7 @@ impl Rotator<'_> {
             .decrypt()
             .key_id(key)
             .ciphertext_blob(ciphertext.clone())
+            .encryption_context(PROBE_CONTEXT.0, PROBE_CONTEXT.1)
             .send()
             .await
             .map_err(|e| RotationError::Verification(format!("Decrypt failed: {}", classify(&e).message)))?;

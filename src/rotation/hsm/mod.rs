@@ -381,6 +381,13 @@ impl fmt::Display for KeptMaterial {
     }
 }
 
+impl KeptMaterial {
+    /// The object as a KMS tag value (the key ARN is the key's own, so it is left out).
+    pub fn tag_value(&self) -> String {
+        format!("pkcs11 token={} CKA_ID={}", self.token, self.key_material_id.as_deref().unwrap_or(PENDING_ID))
+    }
+}
+
 /// The key id at the end of a key ARN (`…:key/<id>`), or the input when it has none.
 pub(crate) fn key_id_of(arn: &str) -> &str {
     arn.rsplit_once(":key/").map(|(_, id)| id).unwrap_or(arn)
