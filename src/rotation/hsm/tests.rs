@@ -434,9 +434,8 @@ fn pkcs11_kept_material_is_a_labelled_token_object_wrapped_the_same_every_time()
     assert!(source.name_kept("arn:aws:kms:eu-west-1:111122223333:key/none", "x").is_err());
 
     source.with_session(|session| {
-        let handles = session
-            .find_objects(&[Attribute::Token(true), Attribute::Label(arn.as_bytes().to_vec())])
-            .unwrap();
+        let handles =
+            session.find_objects(&[Attribute::Token(true), Attribute::Label(arn.as_bytes().to_vec())]).unwrap();
         assert_eq!(handles.len(), 1);
         let attrs = session
             .get_attributes(
