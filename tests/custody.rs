@@ -10,12 +10,10 @@ mod common;
 
 use std::process::Command;
 
-use aws_sdk_kms::types::{
-    AlgorithmSpec, ExpirationModelType, ImportType, KeyState, OriginType, WrappingKeySpec as Spec,
-};
+use aws_sdk_kms::types::{KeyState, OriginType};
 use common::*;
 use kms_rotation_guard::aws::{Aws, CallCounter};
-use kms_rotation_guard::rotation::hsm::{SoftwareSource, WrappingAlgorithm, WrappingKeySpec};
+use kms_rotation_guard::rotation::hsm::{KeyMaterialSource, SoftwareSource, WrappingAlgorithm, WrappingKeySpec};
 use kms_rotation_guard::rotation::{Progress, ReimportRequest, RotationError, RotationRequest, Rotator};
 
 const ALGORITHM: WrappingAlgorithm = WrappingAlgorithm::RsaesOaepSha1;
@@ -216,4 +214,150 @@ async fn cli_rotate_delete_reimport_cycle() {
     let after = describe(&aws, &arn).await;
     assert_eq!(after.key_state(), Some(&KeyState::Enabled));
     assert_eq!(after.current_key_material_id(), Some(material.as_str()));
+}
+
+/// (operation, signing Region, ImportType) of every KMS request, in order.
+#[derive(Debug, Clone, Default)]
+struct CallLog(std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+    fn read_before_transmit(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let op = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map(|m| m.name().to_string())
+            .unwrap_or_default();
+        // SigV4: Credential=<key>/<date>/<region>/kms/aws4_request
+        let auth = ctx.request().headers().get("authorization").unwrap_or_default();
+        let region = auth.split('/').nth(2).unwrap_or_default().to_string();
+        let body = ctx.request().body().bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        let import_type = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["ImportType"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        self.0.lock().unwrap().push((op, region, import_type));
+        Ok(())
+    }
+}
+
+/// Multi-Region: NEW_KEY_MATERIAL into the primary, the same material as EXISTING_KEY_MATERIAL
+/// into the replica (in its Region), and only then RotateKeyOnDemand on the primary.
+///
+/// LocalStack gaps (README): a replica of an EXTERNAL key starts Enabled with the primary's
+/// material (AWS: PendingImport), and RotateKeyOnDemand on the primary does not move the
+/// replica to the new material. So this test asserts the calls and their order, not the
+/// replica's state after the rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_region_keys_get_the_same_material_in_every_replica_before_the_primary_rotates() {
+    let ls = LocalStack::start();
+    let log = CallLog::default();
+    let aws = Aws::new(sdk_config(&ls.endpoint, static_creds()).await).with_interceptor(log.clone());
+    let k = aws.kms().create_key().origin(OriginType::External).multi_region(true).send().await.unwrap();
+    let primary = k.key_metadata().unwrap().arn().unwrap().to_string();
+    Rotator::new(&aws, softhsm()).rotate(&request(&primary)).await.unwrap();
+    let replica = aws.kms().replicate_key().key_id(&primary).replica_region("us-east-1").send().await.unwrap();
+    let replica_arn = replica.replica_key_metadata().unwrap().arn().unwrap().to_string();
+
+    // A replica is not rotated on its own, and alias-swap cannot move a multi-Region key.
+    let us = Aws::new(
+        sdk_config(&ls.endpoint, static_creds())
+            .await
+            .to_builder()
+            .region(aws_config::Region::new("us-east-1"))
+            .build(),
+    );
+    let err = Rotator::new(&us, softhsm()).rotate(&request(&replica_arn)).await.unwrap_err();
+    assert!(err.to_string().contains("multi-Region replica"), "{err}");
+    let swap = RotationRequest { strategy: kms_rotation_guard::rotation::Strategy::AliasSwap, ..request(&primary) };
+    assert!(Rotator::new(&aws, softhsm()).rotate(&swap).await.is_err());
+
+    log.0.lock().unwrap().clear();
+    let (plan, record) = Rotator::new(&aws, softhsm()).rotate(&request(&primary)).await.unwrap();
+    assert_eq!(plan.replicas.len(), 1);
+    let record = record.unwrap();
+    assert_eq!(record.replicas, vec![replica_arn.clone()]);
+    let material = record.key_material_id.unwrap();
+    let calls: Vec<_> = log
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(op, _, _)| {
+            ["ImportKeyMaterial", "RotateKeyOnDemand", "GetParametersForImport"].contains(&op.as_str())
+        })
+        .map(|(op, region, t)| format!("{op} {region} {t}").trim().to_string())
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "GetParametersForImport eu-west-1",
+            "ImportKeyMaterial eu-west-1 NEW_KEY_MATERIAL",
+            "GetParametersForImport us-east-1",
+            "ImportKeyMaterial us-east-1 EXISTING_KEY_MATERIAL",
+            "RotateKeyOnDemand eu-west-1",
+        ]
+    );
+    assert_eq!(describe(&aws, &primary).await.current_key_material_id(), Some(material.as_str()));
+    // The replica got exactly this material, from the one kept object.
+    assert_eq!(softhsm().find_kept(&replica_arn, &material).unwrap().unwrap().key_arn, primary);
+}
+
+/// A replica that does not take the material stops the rotation before RotateKeyOnDemand:
+/// the primary keeps serving its current material, and a re-run resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_refuses_the_material_blocks_the_rotation_and_nothing_is_half_rotated() {
+    let ls = LocalStack::start();
+    let (aws, counter) = kms_at(&ls).await;
+    let k = aws.kms().create_key().origin(OriginType::External).multi_region(true).send().await.unwrap();
+    let primary = k.key_metadata().unwrap().arn().unwrap().to_string();
+    Rotator::new(&aws, softhsm()).rotate(&request(&primary)).await.unwrap();
+    let before = describe(&aws, &primary).await.current_key_material_id().unwrap().to_string();
+    let replica = aws.kms().replicate_key().key_id(&primary).replica_region("us-east-1").send().await.unwrap();
+    let replica_arn = replica.replica_key_metadata().unwrap().arn().unwrap().to_string();
+    // Make the replica refuse: LocalStack then answers KMSInvalidStateException ("another key
+    // material is pending rotation"), as a replica in a wrong state would on AWS.
+    let us = Aws::new(
+        sdk_config(&ls.endpoint, static_creds())
+            .await
+            .to_builder()
+            .region(aws_config::Region::new("us-east-1"))
+            .build(),
+    );
+    let params = us
+        .kms()
+        .get_parameters_for_import()
+        .key_id(&replica_arn)
+        .wrapping_algorithm(aws_sdk_kms::types::AlgorithmSpec::RsaesOaepSha1)
+        .wrapping_key_spec(aws_sdk_kms::types::WrappingKeySpec::Rsa2048)
+        .send()
+        .await
+        .unwrap();
+    let stray = SoftwareSource::new_insecure_for_development()
+        .generate_and_wrap(params.public_key().unwrap().as_ref(), WrappingKeySpec::Rsa2048, ALGORITHM)
+        .unwrap();
+    us.kms()
+        .import_key_material()
+        .key_id(&replica_arn)
+        .import_token(params.import_token().unwrap().clone())
+        .encrypted_key_material(aws_sdk_kms::primitives::Blob::new(stray.into_bytes()))
+        .import_type(aws_sdk_kms::types::ImportType::NewKeyMaterial)
+        .expiration_model(aws_sdk_kms::types::ExpirationModelType::KeyMaterialDoesNotExpire)
+        .send()
+        .await
+        .unwrap();
+
+    counter.reset();
+    let err = Rotator::new(&aws, softhsm()).rotate(&request(&primary)).await.unwrap_err();
+    assert!(matches!(err, RotationError::Replica { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&replica_arn) && msg.contains("primary was not rotated"), "{msg}");
+    assert_eq!(counter.get("kms.RotateKeyOnDemand"), 0);
+    assert_eq!(describe(&aws, &primary).await.current_key_material_id(), Some(before.as_str()));
 }

@@ -38,7 +38,8 @@ pub struct MaterialsReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub materials: Vec<MaterialStatus>,
-    /// Kept objects KMS does not list (pending: generated, not imported yet).
+    /// Kept objects not in `materials`: pending (generated, not imported yet), or not listed
+    /// because the endpoint lists only the current material.
     pub held_not_listed: Vec<String>,
 }
 
@@ -74,7 +75,7 @@ impl MaterialsReport {
             );
         }
         for h in &self.held_not_listed {
-            out += &format!("(in the HSM, not in KMS) {h}\n");
+            out += &format!("held, not in the list above: {h}\n");
         }
         if self.materials.iter().any(|m| !m.held) {
             out += "\nNOT HELD: KMS is the only holder of that material. Once it expires or is deleted, \

@@ -48,10 +48,10 @@ impl fmt::Display for ReimportReport {
             let verb = if m.imported { "re-imported" } else { "would re-import" };
             writeln!(f, "{verb} {} from {}", m.key_material_id, m.hsm_object)?;
         }
-        if let Some(a) = &self.wrapping_algorithm {
-            write!(f, "wrapping:   {a}")?;
+        match &self.wrapping_algorithm {
+            Some(a) => write!(f, "wrapping:   {a}"),
+            None => write!(f, "(dry run: nothing imported)"),
         }
-        Ok(())
     }
 }
 
