@@ -127,6 +127,20 @@ impl Aws {
         aws_sdk_kms::Client::from_conf(b.build())
     }
 
+    /// A KMS client for another Region (multi-Region replica keys), with this one's
+    /// credentials, endpoint override and interceptors.
+    pub fn kms_in_region(&self, region: &str) -> aws_sdk_kms::Client {
+        let mut b = aws_sdk_kms::config::Builder::from(&self.config)
+            .region(aws_sdk_kms::config::Region::new(region.to_owned()));
+        if let Some(url) = self.endpoint("kms") {
+            b = b.endpoint_url(url);
+        }
+        for i in self.interceptors() {
+            b.push_interceptor(i);
+        }
+        aws_sdk_kms::Client::from_conf(b.build())
+    }
+
     pub fn sts(&self) -> &aws_sdk_sts::Client {
         self.sts.get_or_init(|| {
             let mut b = aws_sdk_sts::config::Builder::from(&self.config);

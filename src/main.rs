@@ -119,9 +119,76 @@ enum Command {
         /// Config rules to re-evaluate afterwards (StartConfigRulesEvaluation).
         #[arg(long, num_args = 1..)]
         reevaluate: Vec<String>,
-        /// Let the new material expire at this time (RFC 3339); default: never.
+        /// Let the new material expire at this time (RFC 3339); default: never. Refused unless
+        /// the HSM keeps the material (restore it with `reimport`).
         #[arg(long)]
         valid_to: Option<String>,
+    },
+    #[command(flatten)]
+    Custody(CustodyCommand),
+}
+
+/// Where kept key material lives (`materials`, `reimport`).
+#[derive(clap::Args)]
+struct HsmArgs {
+    /// pkcs11 (an HSM) or software (development only: it keeps nothing).
+    #[arg(long, value_parser = ["pkcs11", "software"])]
+    hsm: String,
+    /// The HSM's PKCS#11 library.
+    #[arg(long, required_if_eq("hsm", "pkcs11"))]
+    pkcs11_module: Option<PathBuf>,
+    /// The token's label (slot ids are not stable).
+    #[arg(long, required_if_eq("hsm", "pkcs11"))]
+    token_label: Option<String>,
+    /// Read the PIN from the first line of standard input instead of KRG_PKCS11_PIN.
+    #[arg(long)]
+    pin_stdin: bool,
+}
+
+/// Custody commands: what KMS lists against what the HSM holds; putting kept material back.
+#[derive(Subcommand)]
+enum CustodyCommand {
+    /// Every key material KMS lists for a key (ListKeyRotations, ALL_KEY_MATERIAL): its
+    /// state, dates, and whether the HSM holds it. "NOT HELD" material cannot be imported again.
+    #[command(
+        after_help = "Example:\n  KRG_PKCS11_PIN=... kms-rotation-guard materials --key alias/prod-s3 --hsm pkcs11 \\\n      \
+        --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label byok"
+    )]
+    Materials {
+        /// Alias, alias ARN, key id or key ARN.
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        hsm: HsmArgs,
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import kept material again (after expiry or DeleteImportedKeyMaterial): GetParametersForImport,
+    /// wrap inside the HSM, ImportKeyMaterial with EXISTING_KEY_MATERIAL and its KeyMaterialId.
+    #[command(after_help = "Without --key-material-id, every material KMS lists as PENDING_IMPORT.\n\nExample:\n  \
+        KRG_PKCS11_PIN=... kms-rotation-guard reimport --key alias/prod-s3 --hsm pkcs11 \\\n      \
+        --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label byok --dry-run")]
+    Reimport {
+        /// Alias, alias ARN, key id or key ARN.
+        #[arg(long)]
+        key: String,
+        /// The material to import again; default: every one KMS says needs it.
+        #[arg(long)]
+        key_material_id: Option<String>,
+        #[command(flatten)]
+        hsm: HsmArgs,
+        /// Pin a wrapping algorithm; default: the strongest the HSM can do.
+        #[arg(long)]
+        wrapping_algorithm: Option<String>,
+        /// RSA_2048, RSA_3072 or RSA_4096.
+        #[arg(long, default_value = "RSA_4096")]
+        wrapping_key_spec: String,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -179,6 +246,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         cmd @ Command::Rotate { .. } => rotate(cmd).await,
+        Command::Custody(cmd) => custody(cmd).await,
         Command::Scan {
             resource_types,
             key_reader_role_name,
@@ -256,6 +324,63 @@ async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
         Some(r) => println!("{}", serde_json::to_string(&r)?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The key material source of `materials` and `reimport`.
+fn open_source(args: &HsmArgs) -> anyhow::Result<Box<dyn kms_rotation_guard::rotation::hsm::KeyMaterialSource>> {
+    use kms_rotation_guard::rotation::hsm::{HsmPin, Pkcs11Source, SoftwareSource};
+    if args.hsm == "software" {
+        return Ok(Box::new(SoftwareSource::new_insecure_for_development()));
+    }
+    let pin = if args.pin_stdin {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        std::io::stdin().read_line(&mut line).context("cannot read the PIN from standard input")?;
+        HsmPin::new(line.trim_end_matches(['\r', '\n']))
+    } else {
+        HsmPin::new(std::env::var("KRG_PKCS11_PIN").map_err(|_| anyhow!("set KRG_PKCS11_PIN or pass --pin-stdin"))?)
+    };
+    let module = args.pkcs11_module.as_ref().expect("required by clap");
+    let label = args.token_label.as_ref().expect("required by clap");
+    Ok(Box::new(Pkcs11Source::open(module, label, &pin)?))
+}
+
+async fn custody(cmd: CustodyCommand) -> anyhow::Result<ExitCode> {
+    use kms_rotation_guard::rotation::{ReimportRequest, Rotator};
+    let aws = Aws::from_env().await;
+    match cmd {
+        CustodyCommand::Materials { key, hsm, json } => {
+            let source = open_source(&hsm)?;
+            let report = Rotator::new(&aws, source.as_ref()).materials_report(&key).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            // Exit 1 when KMS is the only holder of some material: an operator must see it.
+            Ok(if report.materials.iter().all(|m| m.held) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        CustodyCommand::Reimport {
+            key,
+            key_material_id,
+            hsm,
+            wrapping_algorithm,
+            wrapping_key_spec,
+            dry_run,
+            json,
+        } => {
+            let source = open_source(&hsm)?;
+            let rotator = Rotator::new(&aws, source.as_ref())
+                .wrapping(wrapping_algorithm.map(|a| a.parse()).transpose()?, wrapping_key_spec.parse()?)
+                .on_step(|step, text| eprintln!("==> {step:?}: {text}"));
+            let report = rotator.reimport(&ReimportRequest { key, key_material_id, dry_run }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn scan(

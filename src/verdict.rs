@@ -243,7 +243,7 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
             Some(v) if v.signed_duration_since(now) <= Duration::days(p.expiry_warning_days) => {
                 let left = v.signed_duration_since(now).num_days().max(0);
                 return Verdict::non_compliant(format!(
-                    "key material of KMS key {name} expires on {} (in {left} days, warning at {}); import new material",
+                    "key material of KMS key {name} expires on {} (in {left} days, warning at {}); restore it from the HSM: kms-rotation-guard reimport --key {name}",
                     day(v),
                     p.expiry_warning_days
                 ));

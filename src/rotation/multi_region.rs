@@ -1,0 +1,85 @@
+//! Multi-Region keys: KMS does not copy imported material to replicas. The order, from the
+//! ImportKeyMaterial API reference: NEW_KEY_MATERIAL into the primary (state
+//! PENDING_MULTI_REGION_IMPORT_AND_ROTATION), the same material with EXISTING_KEY_MATERIAL and its
+//! KeyMaterialId into every replica, then RotateKeyOnDemand on the primary. A replica that does
+//! not take it stops the rotation before RotateKeyOnDemand, so nothing is half-rotated.
+
+use super::*;
+use crate::rotation::import::ImportCall;
+
+/// A replica of a multi-Region primary key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Replica {
+    pub arn: String,
+    pub region: String,
+}
+
+impl Rotator<'_> {
+    /// Imports `material` (already in the primary, kept in the HSM) into every replica, and
+    /// checks each one lists it, before the primary may rotate.
+    pub(super) async fn import_into_replicas(
+        &self,
+        req: &RotationRequest,
+        plan: &RotationPlan,
+        material: &str,
+    ) -> Result<(), RotationError> {
+        if plan.replicas.is_empty() {
+            return Ok(());
+        }
+        let kept = self.source.find_kept(&plan.key_arn, material)?.ok_or_else(|| hsm::HsmError::NotKept {
+            key_arn: plan.key_arn.clone(),
+            key_material_id: material.to_owned(),
+        })?;
+        for r in &plan.replicas {
+            let blocked = |e: RotationError| RotationError::Replica {
+                replica: format!("{} ({})", r.arn, r.region),
+                material: material.to_owned(),
+                reason: e.to_string(),
+            };
+            let kms = self.aws.kms_in_region(&r.region);
+            let params =
+                self.import_parameters(&kms, &r.arn, plan.algorithm, plan.wrapping_key_spec).await.map_err(blocked)?;
+            let wrapped = self.wrap(Some(&kept), &params, plan.algorithm, plan.wrapping_key_spec)?;
+            let call = ImportCall {
+                import_type: Some(ImportType::ExistingKeyMaterial),
+                key_material_id: Some(material),
+                valid_to: req.valid_to,
+            };
+            self.send_import(&kms, &r.arn, &params, wrapped, call).await.map_err(blocked)?;
+            if !self.replica_holds(&kms, &r.arn, material).await.map_err(blocked)? {
+                return Err(blocked(RotationError::Verification(
+                    "ListKeyRotations on the replica does not list it as IMPORTED".into(),
+                )));
+            }
+        }
+        let names: Vec<&str> = plan.replicas.iter().map(|r| r.region.as_str()).collect();
+        self.step(
+            req,
+            Step::ImportIntoReplicas,
+            &format!("imported key material {material} into the replicas in {}", names.join(", ")),
+        )
+    }
+
+    /// Whether the replica lists `material` as imported; `true` when it cannot list (the
+    /// import itself succeeded).
+    async fn replica_holds(
+        &self,
+        kms: &aws_sdk_kms::Client,
+        replica: &str,
+        material: &str,
+    ) -> Result<bool, RotationError> {
+        match kms
+            .list_key_rotations()
+            .key_id(replica)
+            .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(o.rotations().iter().any(|r| {
+                r.key_material_id() == Some(material) && r.import_state().map(|s| s.as_str()) == Some("IMPORTED")
+            })),
+            Err(e) if classify(&e).kind == FailureKind::Unsupported => Ok(true),
+            Err(e) => Err(aws_err("kms:ListKeyRotations")(e)),
+        }
+    }
+}
