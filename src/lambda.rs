@@ -343,7 +343,8 @@ pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
         let (aws, settings) = (aws.clone(), settings.clone());
         async move {
-            remediate(&aws, &settings, ev.payload).await.map_err(|e| {
+            // Boxed: the rotation's future is deep enough to exceed the layout query limit.
+            Box::pin(remediate(&aws, &settings, ev.payload)).await.map_err(|e| {
                 tracing::error!(error = %e, error_type = e.error_type(), "remediation failed");
                 lambda_runtime::Error::from(e)
             })

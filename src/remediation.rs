@@ -230,13 +230,14 @@ pub fn assess(facts: &KeyFacts, on_demand: &Fact<Vec<DateTime<Utc>>>, p: &RulePa
     // The rule's own verdict, with the age limit brought forward by the warning window:
     // rotation is due from maxKeyAgeDays − expiryWarningDays on (never before a day).
     let due_days = (p.max_key_age_days - p.expiry_warning_days).max(1);
-    let early = RuleParams { max_key_age_days: due_days, ..p.clone() };
+    // The verdict fails a key older than its limit; "due at due_days" is "older than due_days − 1".
+    let early = RuleParams { max_key_age_days: due_days - 1, ..p.clone() };
     let reference = KeyRef::parse(key).unwrap_or_else(|_| KeyRef::KeyId(facts.key_id.clone()));
     let lookup = KeyLookup::Found(Box::new(facts.clone()));
     let v = verdict::decide(&Protection::Kms(reference), Some(&lookup), &early, now);
     if v.compliance != Compliance::NonCompliant {
         return Need::Skip(format!(
-            "{key} does not need rotating (due after {due_days} days = maxKeyAgeDays − expiryWarningDays): {}",
+            "{key} does not need rotating (due at {due_days} days = maxKeyAgeDays − expiryWarningDays): {}",
             v.annotation
         ));
     }
@@ -244,7 +245,7 @@ pub fn assess(facts: &KeyFacts, on_demand: &Fact<Vec<DateTime<Utc>>>, p: &RulePa
     // old: the newest date the tag or KMS vouches for.
     match material_date(facts, tags, p, now) {
         Some(d) if now.signed_duration_since(d).num_days() < due_days => Need::Skip(format!(
-            "the rule finds: {}; but the key material is from {} ({} days old, due after {due_days}): \
+            "the rule finds: {}; but the key material is from {} ({} days old, due at {due_days}): \
              rotating would not fix this; correct the tag {}",
             v.annotation,
             d.format("%Y-%m-%d"),
@@ -287,11 +288,35 @@ pub async fn read_key(
     p: &RuleParams,
 ) -> Result<Option<(KeyFacts, Fact<Vec<DateTime<Utc>>>)>, RemediationError> {
     let reference = KeyRef::parse(key).map_err(|e| RemediationError::MalformedPayload(format!("keyId: {e}")))?;
+    if reference.is_aws_managed_alias() {
+        let mut f = KeyFacts::new(key, "", "AWS_KMS");
+        f.key_arn = key.to_string();
+        f.manager = KeyManager::Aws;
+        return Ok(Some((f, Fact::NotRead)));
+    }
     // The rotation runs in the key's own account with its own role: no reader role, and
-    // every read is a same-account read. Rotations are read below, once, for both uses.
-    let own = match &reference {
-        KeyRef::KeyArn(a) | KeyRef::AliasArn(a) => a.account.clone(),
-        _ => "self".to_string(),
+    // every read is a same-account read. A reference without an account (alias, key id) is
+    // resolved first, so the reader knows whose key it is.
+    let (reference, own) = match &reference {
+        KeyRef::KeyArn(a) => (reference.clone(), a.account.clone()),
+        _ => match aws.kms().describe_key().key_id(key).send().await {
+            Ok(out) => match out.key_metadata().and_then(|m| m.arn()).map(KeyRef::parse) {
+                Some(Ok(r @ KeyRef::KeyArn(_))) => {
+                    let KeyRef::KeyArn(a) = &r else { unreachable!() };
+                    let account = a.account.clone();
+                    (r, account)
+                }
+                _ => {
+                    return Err(RemediationError::Aws {
+                        operation: "kms:DescribeKey",
+                        transient: false,
+                        message: "the response had no key ARN".into(),
+                    })
+                }
+            },
+            Err(e) if classify(&e).kind == FailureKind::NotFound => return Ok(None),
+            Err(e) => return Err(read_err("kms:DescribeKey")(e)),
+        },
     };
     let read_params = RuleParams { key_reader_role_name: None, verify_tag_against_kms: false, ..p.clone() };
     let home = Home::new(aws.region(), own.clone());
@@ -548,7 +573,9 @@ pub async fn rotate_if_needed(
     }
     // Another invocation may have finished a rotation between our read and our claim.
     let result = match gate(aws, &req.key, params).await {
-        Ok(Ok((_, reason))) => rotator.rotate(req).await.map(|(_, record)| (reason, record)).map_err(Into::into),
+        Ok(Ok((_, reason))) => {
+            Box::pin(rotator.rotate(req)).await.map(|(_, record)| (reason, record)).map_err(Into::into)
+        }
         Ok(Err(skip)) => {
             release(aws, &key_arn, claim_id).await?;
             return Ok(Outcome::Skipped(skip));
