@@ -110,15 +110,21 @@ async fn thirty_remediations_for_resources_sharing_one_stale_key_rotate_it_once(
         .clone();
     let settings = settings(&[]);
     counter.reset();
-    // Config runs remediations in parallel: ten at a time, thirty buckets in all.
-    let results: Vec<Result<Value, RemediationError>> = futures_util::stream::iter(0..30)
-        .map(|i| {
-            let (aws, settings) = (&aws, &settings);
-            async move { remediate(aws, settings, payload("alias/shared-s3", &format!("bucket-{i:02}"))).await }
-        })
-        .buffer_unordered(10)
-        .collect()
-        .await;
+    // Config runs remediations in parallel: three waves of ten concurrent invocations, the
+    // first while the key is stale, the next two after its rotation.
+    let mut results: Vec<Result<Value, RemediationError>> = Vec::new();
+    for wave in 0..3 {
+        let batch: Vec<_> = futures_util::stream::iter(0..10)
+            .map(|i| {
+                let (aws, settings) = (&aws, &settings);
+                let bucket = format!("bucket-{wave}{i}");
+                async move { remediate(aws, settings, payload("alias/shared-s3", &bucket)).await }
+            })
+            .buffer_unordered(10)
+            .collect()
+            .await;
+        results.extend(batch);
+    }
     let results: Vec<Value> = results.into_iter().map(|r| r.expect("a refusal is a success")).collect();
     let rotated: Vec<&Value> = results.iter().filter(|v| status(v) == "rotated").collect();
     let skipped: Vec<&Value> = results.iter().filter(|v| status(v) == "skipped").collect();
@@ -137,8 +143,8 @@ async fn thirty_remediations_for_resources_sharing_one_stale_key_rotate_it_once(
             panic!("unexpected skip: {reason}");
         }
     }
-    // The first ten ran while the key was still stale: the claim, not the tag, held them off.
-    assert!(raced >= 9, "claimed {raced}, fresh {fresh}");
+    // The first wave ran while the key was still stale: the claim, not the tag, held it off.
+    assert_eq!((raced, fresh), (9, 20), "skipped on the claim {raced}, as fresh {fresh}");
     eprintln!("30 remediations: 1 rotated, {raced} skipped on the claim, {fresh} skipped as fresh");
     let record = rotated[0];
     assert_eq!(record["strategy"], "in-place");
@@ -266,4 +272,60 @@ async fn payload_is_validated_before_settings_and_the_pin_comes_only_from_secret
     assert!(matches!(e, RemediationError::Refused(ref m) if m.contains("KRG_ALLOW_ALIAS_SWAP")), "{e}");
     let reimport = json!({"action": "reimport", "keyId": "alias/prod", "keyMaterialId": "abc"});
     assert!(matches!(remediate(&aws, &ok, reimport).await, Err(RemediationError::NotImplemented(_))));
+}
+
+/// The operator's CLI applies the same gate; `--force` is the only way past it. The PIN
+/// comes through `--pin-stdin` (the zeroized buffer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_rotate_applies_the_gate_unless_forced() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let ls = LocalStack::start();
+    let (aws, _) = kms_at(&ls).await;
+    let id = byok_key(&aws, "cli-s3", 20).await; // also sets SOFTHSM2_CONF for the child
+    let before = material(&aws, &id).await;
+    let rotate = |extra: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kms-rotation-guard"))
+            .args(["rotate", "--key", "alias/cli-s3", "--hsm", "pkcs11", "--pkcs11-module", SOFTHSM_MODULE])
+            .args(["--token-label", "rotation-tests", "--pin-stdin", "--wrapping-algorithm", "RSAES_OAEP_SHA_1"])
+            .args(["--wrapping-key-spec", "RSA_2048"])
+            .args(extra)
+            .envs([
+                ("AWS_ENDPOINT_URL", ls.endpoint.as_str()),
+                ("AWS_REGION", REGION),
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+                ("AWS_CONFIG_FILE", "/dev/null"),
+                ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+            ])
+            .env_remove("KRG_PKCS11_PIN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{SOFTHSM_PIN}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{extra:?}: {stderr}");
+        assert!(!stdout.contains(SOFTHSM_PIN) && !stderr.contains(SOFTHSM_PIN));
+        stdout.trim().to_string()
+    };
+    let json = |s: String| serde_json::from_str::<Value>(&s).unwrap_or_else(|e| panic!("{e}: {s}"));
+    let v = json(rotate(&[]));
+    assert_eq!(status(&v), "skipped", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("does not need rotating"), "{v}");
+    assert_eq!(material(&aws, &id).await, before, "a fresh key is not rotated without --force");
+    // A stricter rule makes the same key due.
+    let plan = rotate(&["--rule-parameters", r#"{"maxKeyAgeDays":"15","expiryWarningDays":"0"}"#, "--dry-run"]);
+    assert!(plan.contains("strategy:   in-place") && plan.contains("quota:"), "a due key is planned: {plan}");
+    assert_eq!(material(&aws, &id).await, before, "--dry-run changes nothing");
+    let v = json(rotate(&["--force"]));
+    assert_eq!(v["strategy"], "in-place", "{v}");
+    assert_ne!(material(&aws, &id).await, before, "--force rotates");
+}
+
+async fn material(aws: &Aws, id: &str) -> Option<String> {
+    aws.kms().describe_key().key_id(id).send().await.unwrap().key_metadata().unwrap().current_key_material_id.clone()
 }
