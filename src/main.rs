@@ -82,7 +82,9 @@ enum Command {
     /// Rotate the imported key material of one KMS key (BYOK): generate and wrap it in an
     /// HSM, import, verify, tag. Resumes an interrupted rotation. Never deletes anything.
     #[command(after_help = "The PKCS#11 PIN is read from KRG_PKCS11_PIN or, with --pin-stdin, from standard input; \
-        never from a flag.\n\nExamples:\n  \
+        never from a flag.\n\nWithout --force the key is rotated only when it needs it, as in the remediation Lambda: \
+        its material is at least maxKeyAgeDays - expiryWarningDays old (or expiring), it had no on-demand rotation \
+        in the last 24 hours, and no other rotation holds it.\n\nExamples:\n  \
         KRG_PKCS11_PIN=... kms-rotation-guard rotate --key alias/prod-s3 --hsm pkcs11 \\\n      \
         --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label byok --dry-run\n  \
         kms-rotation-guard rotate --key alias/prod-rds --strategy alias-swap --hsm pkcs11 ... --pin-stdin < pin.txt\n  \
@@ -123,6 +125,14 @@ enum Command {
         /// the HSM keeps the material (restore it with `reimport`).
         #[arg(long)]
         valid_to: Option<String>,
+        /// The rule's parameters the gate judges by, as Config passes them (a JSON object),
+        /// e.g. '{"maxKeyAgeDays":"90","expiryWarningDays":"10"}'; default: the rule's defaults.
+        #[arg(long)]
+        rule_parameters: Option<String>,
+        /// Rotate even when the key does not need it (spends one of its 25 on-demand
+        /// rotations). For an operator only: the Lambda never forces.
+        #[arg(long)]
+        force: bool,
     },
     #[command(flatten)]
     Custody(CustodyCommand),
@@ -272,6 +282,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
+    use kms_rotation_guard::remediation::{self, Outcome};
     use kms_rotation_guard::rotation::hsm::{HsmPin, KeyMaterialSource, Pkcs11Source, SoftwareSource};
     use kms_rotation_guard::rotation::{RotationRequest, Rotator};
     let Command::Rotate {
@@ -286,6 +297,8 @@ async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
         dry_run,
         reevaluate,
         valid_to,
+        rule_parameters,
+        force,
     } = cmd
     else {
         unreachable!()
@@ -294,9 +307,13 @@ async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
         "software" => Box::new(SoftwareSource::new_insecure_for_development()),
         _ => {
             let pin = if pin_stdin {
-                let mut line = String::new();
+                // Zeroized on drop, and large enough that reading a PIN never reallocates
+                // (a reallocation would leave a copy in freed memory).
+                let mut line = zeroize::Zeroizing::new(String::with_capacity(1024));
                 std::io::stdin().read_line(&mut line).context("cannot read the PIN from standard input")?;
-                HsmPin::new(line.trim_end_matches(['\r', '\n']))
+                let len = line.trim_end_matches(['\r', '\n']).len();
+                line.truncate(len);
+                HsmPin::from(line)
             } else {
                 HsmPin::new(
                     std::env::var("KRG_PKCS11_PIN").map_err(|_| anyhow!("set KRG_PKCS11_PIN or pass --pin-stdin"))?,
@@ -307,7 +324,10 @@ async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
             Box::new(Pkcs11Source::open(&module, &label, &pin)?)
         }
     };
+    // Checked before the HSM is opened or a PIN read: a typo must not cost a login.
+    let params = kms_rotation_guard::params::RuleParams::parse(rule_parameters.as_deref())?;
     let request = RotationRequest {
+        date_tag: params.rotation_tag_key.clone(),
         strategy: strategy.parse()?,
         wrapping_algorithm: wrapping_algorithm.map(|a| a.parse()).transpose()?,
         wrapping_key_spec: wrapping_key_spec.parse()?,
@@ -318,10 +338,29 @@ async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
     };
     let aws = Aws::from_env().await;
     let rotator = Rotator::new(&aws, source.as_ref()).on_step(|step, text| eprintln!("==> {step:?}: {text}"));
-    let (plan, record) = rotator.rotate(&request).await?;
-    match record {
-        None => println!("{plan}"),
-        Some(r) => println!("{}", serde_json::to_string(&r)?),
+    if force {
+        eprintln!("==> --force: rotating without the \"does it need rotating?\" gate");
+        let (plan, record) = rotator.rotate(&request).await?;
+        match record {
+            None => println!("{plan}"),
+            Some(r) => println!("{}", serde_json::to_string(&r)?),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let claim_id = format!("cli-{}", remediation::new_claim_id());
+    let outcome =
+        remediation::rotate_if_needed(&aws, &rotator, &request, &params, &claim_id, remediation::DEFAULT_CLAIM_SETTLE)
+            .await?;
+    match outcome {
+        Outcome::Skipped(reason) => {
+            eprintln!("==> not rotated: {reason}");
+            println!("{}", serde_json::json!({ "status": "skipped", "reason": reason }));
+        }
+        Outcome::Planned { reason, plan } => {
+            eprintln!("==> due: {reason}");
+            println!("{plan}");
+        }
+        Outcome::Rotated { record, .. } => println!("{}", serde_json::to_string(&record)?),
     }
     Ok(ExitCode::SUCCESS)
 }
