@@ -1,33 +1,54 @@
 //! The Lambda side: runtime loop, logging, one shared `Aws` per process.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use lambda_runtime::{service_fn, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
 
 use crate::aws::Aws;
+use crate::error::{ErrorClass, Failed};
 use crate::rule::Rule;
+
+/// Serves invocations until the runtime stops. Each failure is logged once, at ERROR with
+/// its errorType (lambda_runtime's own repeat of it is filtered in `logging`), and reaches
+/// the Runtime API as a `Diagnostic` with that stable errorType.
+async fn serve<F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(LambdaEvent<Value>) -> Fut,
+    Fut: Future<Output = Result<Value, Failed>> + Send + 'static,
+{
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
+        // Boxed: the handler's future nests deep enough to overflow rustc's layout queries
+        // inside lambda_runtime's layers.
+        let run: std::pin::Pin<Box<dyn Future<Output = Result<Value, Failed>> + Send>> = Box::pin(handler(ev));
+        async move {
+            run.await.map_err(|failed| {
+                failed.log();
+                Diagnostic::from(failed)
+            })
+        }
+    }))
+    .await
+}
 
 /// Runs a rule handler until the runtime stops it. Clients are built on first use, so
 /// start-up does no work the first event does not need.
 pub async fn run_rule(rule: Rule) -> Result<(), lambda_runtime::Error> {
     crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
+    serve(move |ev: LambdaEvent<Value>| {
         let aws = aws.clone();
         async move {
             let deadline = tokio::time::Instant::now()
                 + ev.context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();
-            match crate::handler::handle(&aws, rule, ev.payload, chrono::Utc::now(), Some(deadline)).await {
-                Ok(o) => Ok::<_, lambda_runtime::Error>(json!({ "evaluations": o.evaluations.len() })),
-                Err(e) => {
-                    // Failing the invocation makes Config retry; the cause goes to the log.
-                    tracing::error!(error = %e, transient = e.is_transient(), "evaluation failed");
-                    Err(e.into())
-                }
-            }
+            // Failing the invocation makes Config retry; the cause goes to the log.
+            let outcome = crate::handler::handle(&aws, rule, ev.payload, chrono::Utc::now(), Some(deadline))
+                .await
+                .map_err(|e| Failed::of(&e))?;
+            Ok(json!({ "evaluations": outcome.evaluations.len() }))
         }
-    }))
+    })
     .await
 }
 
@@ -99,21 +120,22 @@ pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
     crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
     let source: Arc<tokio::sync::OnceCell<Pkcs11Source>> = Arc::new(tokio::sync::OnceCell::new());
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
+    serve(move |ev: LambdaEvent<Value>| {
         let (aws, source) = (aws.clone(), source.clone());
         async move {
-            let settings = RemediationSettings::from_env()?;
-            let no_swap: lambda_runtime::Error = "alias-swap is not allowed here (KRG_ALLOW_ALIAS_SWAP is not true)".into();
-            let req: RemediationRequest = serde_json::from_value(ev.payload)
-                .map_err(|e| format!("bad remediation request (expected keyId, resourceId, strategy): {e}"))?;
-            let strategy: Strategy = req.strategy.as_deref().unwrap_or("in-place").parse()?;
+            // The payload first: a bad payload is reported as such, whatever the settings.
+            let req: RemediationRequest = serde_json::from_value(ev.payload).map_err(|e| {
+                Failed::new(ErrorClass::InvalidRequest, format!("bad remediation request (expected keyId, resourceId, strategy): {e}"))
+            })?;
+            let strategy: Strategy = req.strategy.as_deref().unwrap_or("in-place").parse().map_err(|e| Failed::new(ErrorClass::InvalidRequest, e))?;
+            let settings = RemediationSettings::from_env().map_err(|e| Failed::new(ErrorClass::Configuration, e))?;
             if strategy == Strategy::AliasSwap && !settings.allow_alias_swap {
-                return Err(no_swap);
+                return Err(Failed::new(ErrorClass::RemediationRefused, "alias-swap is not allowed here (KRG_ALLOW_ALIAS_SWAP is not true)"));
             }
             let source = source
                 .get_or_try_init(|| async {
-                    let pin = settings.pin(&aws).await?;
-                    Pkcs11Source::open(&settings.module, &settings.token_label, &pin).map_err(lambda_runtime::Error::from)
+                    let pin = settings.pin(&aws).await.map_err(|e| Failed::new(ErrorClass::Configuration, e))?;
+                    Pkcs11Source::open(&settings.module, &settings.token_label, &pin).map_err(|e| Failed::of(&e))
                 })
                 .await?;
             let request = RotationRequest {
@@ -123,14 +145,9 @@ pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
                 ..RotationRequest::new(req.key_id.trim())
             };
             tracing::info!(key = %request.key, resource = req.resource_id.as_deref().unwrap_or("-"), %strategy, "remediation requested");
-            match Rotator::new(&aws, source).rotate(&request).await {
-                Ok((_, record)) => Ok::<Value, lambda_runtime::Error>(serde_json::to_value(record)?),
-                Err(e) => {
-                    tracing::error!(error = %e, "rotation failed");
-                    Err(e.into())
-                }
-            }
+            let (_, record) = Rotator::new(&aws, source).rotate(&request).await.map_err(|e| Failed::of(&e))?;
+            serde_json::to_value(record).map_err(|e| Failed::new(ErrorClass::Internal, e))
         }
-    }))
+    })
     .await
 }
