@@ -105,6 +105,7 @@ where
         let meta = event.metadata();
         let mut fields = Fields::default();
         event.record(&mut fields);
+        // Lambda's keys first, in its order (serde_json's Map would sort them).
         let mut line = Map::new();
         line.insert("timestamp".into(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into());
         line.insert("level".into(), meta.level().as_str().into());
@@ -113,10 +114,27 @@ where
             line.insert("requestId".into(), id.into());
         }
         line.insert("target".into(), meta.target().into());
-        for (k, v) in fields.rest {
-            line.entry(k).or_insert(v);
+        let mut out = String::from("{");
+        let mut put = |k: &str, v: &Value| {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str(&Value::from(k).to_string());
+            out.push(':');
+            out.push_str(&v.to_string());
+        };
+        for k in ["timestamp", "level", "message", "requestId", "target"] {
+            if let Some(v) = line.get(k) {
+                put(k, v);
+            }
         }
-        writeln!(writer, "{}", Value::Object(line))
+        for (k, v) in &fields.rest {
+            if !line.contains_key(k) {
+                put(k, v);
+            }
+        }
+        out.push('}');
+        writeln!(writer, "{out}")
     }
 }
 
