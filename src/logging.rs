@@ -67,7 +67,7 @@ where
 pub fn init_cli(default: &str) {
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_filter(filter(default));
     let _ = tracing_subscriber::registry().with(layer).try_init();
 }
