@@ -215,7 +215,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
 
     // 3. Evaluate as Lambda does.
     say("\n== Periodic evaluation by the three rule handlers (TestMode)");
-    say("   (LocalStack has no ListKeyRotations: tags are cross-checked against the current key material id)");
+    // The emulator's gap, said once (the rotation's own per-key warning is muted in the demo).
+    say("   (LocalStack has no ListKeyRotations: tags are cross-checked against the current key material id,");
+    say("    and the rotations below cannot show the key's remaining on-demand rotation quota)");
     let before_at = Utc::now();
     let before = evaluate(&workloads, before_at).await?;
     if !opts.json {

@@ -1,36 +1,57 @@
 //! The Lambda side: runtime loop, logging, one shared `Aws` per process.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use lambda_runtime::{service_fn, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
 
 use crate::aws::Aws;
 use crate::remediation::{Outcome, RemediationError};
 use crate::rotation::hsm::{HsmPin, KeyMaterialSource, Pkcs11Source, WrappingAlgorithm, WrappingKeySpec};
-use crate::rotation::{RotationError, RotationRequest, Rotator, Strategy};
+use crate::rotation::{ReimportRequest, RotationError, RotationRequest, Rotator, Strategy};
+use crate::error::{ErrorClass, Failed};
 use crate::rule::Rule;
+
+/// Serves invocations until the runtime stops. Each failure is logged once, at ERROR with
+/// its errorType (lambda_runtime's own repeat of it is filtered in `logging`), and reaches
+/// the Runtime API as a `Diagnostic` with that stable errorType.
+async fn serve<F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(LambdaEvent<Value>) -> Fut,
+    Fut: Future<Output = Result<Value, Failed>> + Send + 'static,
+{
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
+        // Boxed: the handler's future nests deep enough to overflow rustc's layout queries
+        // inside lambda_runtime's layers.
+        let run: std::pin::Pin<Box<dyn Future<Output = Result<Value, Failed>> + Send>> = Box::pin(handler(ev));
+        async move {
+            run.await.map_err(|failed| {
+                failed.log();
+                Diagnostic::from(failed)
+            })
+        }
+    }))
+    .await
+}
 
 /// Runs a rule handler until the runtime stops it. Clients are built on first use, so
 /// start-up does no work the first event does not need.
 pub async fn run_rule(rule: Rule) -> Result<(), lambda_runtime::Error> {
     crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
+    serve(move |ev: LambdaEvent<Value>| {
         let aws = aws.clone();
         async move {
             let deadline = tokio::time::Instant::now()
                 + ev.context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();
-            match crate::handler::handle(&aws, rule, ev.payload, chrono::Utc::now(), Some(deadline)).await {
-                Ok(o) => Ok::<_, lambda_runtime::Error>(json!({ "evaluations": o.evaluations.len() })),
-                Err(e) => {
-                    // Failing the invocation makes Config retry; the cause goes to the log.
-                    tracing::error!(error = %e, transient = e.is_transient(), "evaluation failed");
-                    Err(e.into())
-                }
-            }
+            // Failing the invocation makes Config retry; the cause goes to the log.
+            let outcome = crate::handler::handle(&aws, rule, ev.payload, chrono::Utc::now(), Some(deadline))
+                .await
+                .map_err(|e| Failed::of(&e))?;
+            Ok(json!({ "evaluations": outcome.evaluations.len() }))
         }
-    }))
+    })
     .await
 }
 
@@ -278,10 +299,16 @@ pub async fn remediate(aws: &Aws, settings: &RemediationSettings, payload: Value
     let req = RemediationRequest::parse(payload)?;
     settings.validate()?;
     let resource = req.resource_id.as_deref().unwrap_or("-");
-    if let RemediationAction::Reimport { .. } = req.action {
-        return Err(RemediationError::NotImplemented(
-            "action \"reimport\" is accepted but not wired to the rotation module yet".into(),
-        ));
+    if let RemediationAction::Reimport { key_material_id } = &req.action {
+        // Restores material KMS lost (expired, or deleted): no rotation, no quota spent, and
+        // only material the HSM kept can be imported again.
+        let source = settings.source(aws).await?;
+        let request = ReimportRequest { key: req.key_id.clone(), key_material_id: key_material_id.clone(), dry_run: false };
+        tracing::info!(key = %request.key, resource, material = key_material_id.as_deref().unwrap_or("all pending"), "re-import requested");
+        let report = Rotator::new(aws, source).reimport(&request).await?;
+        let mut out = serde_json::to_value(&report).map_err(|e| RemediationError::Refused(e.to_string()))?;
+        out["status"] = json!("reimported");
+        return Ok(out);
     }
     let skipped = |reason: String| {
         tracing::info!(key = %req.key_id, resource, reason = %reason, "remediation skipped");
@@ -340,15 +367,11 @@ pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
     crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
     let settings = Arc::new(RemediationSettings::from_env());
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
+    serve(move |ev: LambdaEvent<Value>| {
         let (aws, settings) = (aws.clone(), settings.clone());
         async move {
-            // Boxed: the rotation's future is deep enough to exceed the layout query limit.
-            Box::pin(remediate(&aws, &settings, ev.payload)).await.map_err(|e| {
-                tracing::error!(error = %e, error_type = e.error_type(), "remediation failed");
-                lambda_runtime::Error::from(e)
-            })
+            remediate(&aws, &settings, ev.payload).await.map_err(|e| Failed::new(ErrorClass::from(&e), &e))
         }
-    }))
+    })
     .await
 }

@@ -57,36 +57,13 @@ pub enum RemediationError {
     Aws { operation: &'static str, transient: bool, message: String },
     #[error(transparent)]
     Rotation(#[from] RotationError),
-    /// Accepted by the payload contract but not wired yet (action "reimport").
-    #[error("not implemented: {0}")]
-    NotImplemented(String),
 }
 
 impl RemediationError {
-    /// A stable class name for the Lambda errorType (issue 13's names).
+    /// The stable Lambda errorType of this failure (one naming for every error: `ErrorClass`).
     pub fn error_type(&self) -> &'static str {
-        match self {
-            RemediationError::MalformedPayload(_) => "MalformedEvent",
-            RemediationError::InvalidSettings(_) => "InvalidParameter",
-            RemediationError::Refused(_) | RemediationError::Rotation(RotationError::Refused(_)) => {
-                "RemediationRefused"
-            }
-            RemediationError::AccessDenied { .. } => "AccessDenied",
-            RemediationError::Aws { transient: true, .. }
-            | RemediationError::Rotation(RotationError::Aws { transient: true, .. }) => "TransientAwsError",
-            RemediationError::Rotation(RotationError::Aws { message, .. }) if is_denial(message) => "AccessDenied",
-            RemediationError::Aws { .. } | RemediationError::Rotation(RotationError::Aws { .. }) => "AwsError",
-            RemediationError::Rotation(RotationError::Hsm(_)) => "HsmError",
-            RemediationError::Rotation(RotationError::Verification(_)) => "VerificationFailed",
-            RemediationError::Rotation(RotationError::Interrupted(_)) => "Interrupted",
-            RemediationError::NotImplemented(_) => "NotImplemented",
-        }
+        crate::error::ErrorClass::from(self).as_str()
     }
-}
-
-/// `classify` writes service errors as `<code>: <message>`.
-fn is_denial(message: &str) -> bool {
-    ["AccessDenied", "UnauthorizedOperation", "AuthorizationError"].iter().any(|c| message.starts_with(c))
 }
 
 /// The resource family a remediation is for (contracts.md `resourceType`).
@@ -198,7 +175,9 @@ pub fn assess(facts: &KeyFacts, on_demand: &Fact<Vec<DateTime<Utc>>>, p: &RulePa
     let tags = match &facts.tags {
         Fact::Known(t) => t,
         Fact::Denied(d) => return Need::Denied(d.clone()),
-        Fact::Unsupported(why) => return Need::Refuse(format!("cannot read the tags of {key}: {why}")),
+        Fact::Unsupported(why) | Fact::NotForThisKey(why) => {
+            return Need::Refuse(format!("cannot read the tags of {key}: {why}"))
+        }
         Fact::NotRead => return Need::Refuse(format!("the tags of {key} were not read (internal error)")),
     };
     if let Some(m) = tags.get(PENDING_TAG) {
@@ -215,7 +194,8 @@ pub fn assess(facts: &KeyFacts, on_demand: &Fact<Vec<DateTime<Utc>>>, p: &RulePa
         }
         Fact::Denied(d) => return Need::Denied(d.clone()),
         // An endpoint without ListKeyRotations (emulators): the tag below still decides.
-        Fact::Unsupported(_) | Fact::NotRead => {}
+        // Custom key stores never reach here (only EXTERNAL keys are rotated).
+        Fact::Unsupported(_) | Fact::NotForThisKey(_) | Fact::NotRead => {}
     }
     let (model, valid_to) = facts.expiry();
     if model == Some("KEY_MATERIAL_EXPIRES")

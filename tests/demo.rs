@@ -29,6 +29,11 @@ fn demo_evaluates_rotates_and_re_evaluates() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stderr}");
     let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON document on stdout");
+    // Clean output (issue 14): no colour codes when stderr is not a terminal, no log
+    // warnings between the steps, and the emulator's gap said once, in plain words.
+    assert!(!stderr.contains('\x1b'), "ANSI escapes on a non-terminal stderr:\n{stderr}");
+    assert!(!stderr.contains("WARN"), "log warnings in the demo's output:\n{stderr}");
+    assert_eq!(stderr.matches("ListKeyRotations").count(), 1, "{stderr}");
 
     let before = verdicts(&report["before"]);
     let after = verdicts(&report["after"]);

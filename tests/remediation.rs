@@ -229,7 +229,7 @@ async fn payload_is_validated_before_settings_and_the_pin_comes_only_from_secret
     ] {
         let e = remediate(&aws, &empty, bad.clone()).await.unwrap_err();
         assert!(matches!(e, RemediationError::MalformedPayload(_)), "{bad}: {e}");
-        assert_eq!(e.error_type(), "MalformedEvent");
+        assert_eq!(e.error_type(), "InvalidRequest");
         assert!(e.to_string().contains(says), "{bad}: {e}");
     }
     let good = payload("alias/x", "bucket");
@@ -266,12 +266,14 @@ async fn payload_is_validated_before_settings_and_the_pin_comes_only_from_secret
         assert_eq!(status(&v), "skipped", "{p}");
         assert!(v["reason"].as_str().unwrap().contains(says), "{p}: {v}");
     }
-    // …alias-swap where it is not enabled is refused, and reimport is not wired yet.
+    // …alias-swap where it is not enabled is refused, and reimport reaches the rotation
+    // module (which reads the key: there is none here).
     let swap = json!({"keyId": "alias/prod", "resourceType": "s3", "strategy": "alias-swap"});
     let e = remediate(&aws, &ok, swap).await.unwrap_err();
     assert!(matches!(e, RemediationError::Refused(ref m) if m.contains("KRG_ALLOW_ALIAS_SWAP")), "{e}");
     let reimport = json!({"action": "reimport", "keyId": "alias/prod", "keyMaterialId": "abc"});
-    assert!(matches!(remediate(&aws, &ok, reimport).await, Err(RemediationError::NotImplemented(_))));
+    let e = remediate(&aws, &ok, reimport).await.unwrap_err();
+    assert!(matches!(e, RemediationError::Rotation(_)) && e.to_string().contains("DescribeKey"), "{e}");
 }
 
 /// The operator's CLI applies the same gate; `--force` is the only way past it. The PIN

@@ -87,31 +87,10 @@ impl<'a> KeyReader<'a> {
         };
         let client = cell
             .get_or_try_init(|| async {
-                let out = self
-                    .aws
-                    .sts()
-                    .assume_role()
-                    .role_arn(&role_arn)
-                    .role_session_name("kms-rotation-guard")
-                    .send()
-                    .await;
-                match out {
-                    Ok(o) => {
-                        let c = o.credentials().ok_or_else(|| Error::Aws {
-                            operation: "sts:AssumeRole",
-                            transient: false,
-                            message: "response had no credentials".into(),
-                        })?;
-                        let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
-                        let creds = aws_sdk_kms::config::Credentials::new(
-                            c.access_key_id(),
-                            c.secret_access_key(),
-                            Some(c.session_token().to_string()),
-                            expiry,
-                            "kms-rotation-guard-key-reader",
-                        );
-                        Ok(Ok(self.aws.kms_with(Some(creds))))
-                    }
+                // The process-wide cache in `Aws` keeps the role's credentials across warm
+                // invocations; this cell only joins concurrent lookups of one invocation.
+                match self.aws.kms_as_role(&role_arn, "kms-rotation-guard").await {
+                    Ok(client) => Ok(Ok(client)),
                     Err(e) => {
                         let f = classify(&e);
                         match f.kind {

@@ -172,8 +172,8 @@ fn findings_rotation_cannot_fix_are_known_from_the_request() {
 fn error_types_are_stable_per_class() {
     use crate::rotation::RotationError;
     let cases: Vec<(RemediationError, &str)> = vec![
-        (RemediationError::MalformedPayload("x".into()), "MalformedEvent"),
-        (RemediationError::InvalidSettings("x".into()), "InvalidParameter"),
+        (RemediationError::MalformedPayload("x".into()), "InvalidRequest"),
+        (RemediationError::InvalidSettings("x".into()), "ConfigurationError"),
         (RemediationError::Refused("x".into()), "RemediationRefused"),
         (RotationError::Refused("x".into()).into(), "RemediationRefused"),
         (
@@ -193,7 +193,6 @@ fn error_types_are_stable_per_class() {
             RemediationError::AccessDenied { operation: "kms:ListKeyRotations".into(), message: "x".into() },
             "AccessDenied",
         ),
-        (RemediationError::NotImplemented("x".into()), "NotImplemented"),
     ];
     for (e, want) in cases {
         assert_eq!(e.error_type(), want, "{e}");
