@@ -156,6 +156,13 @@ async fn html_report_shows_every_resource_key_and_verdict_in_a_browser() {
     // The inline script ran (it reveals the search box, hidden without JS).
     assert!(dom.contains("id=\"search\"") && !dom.contains("aria-label=\"Filter resources\" hidden"));
 
+    // Without script (the file as served; headless Chromium cannot dump the DOM with
+    // script disabled) every row is there and the search box, useless then, is hidden.
+    assert!(page.contains("aria-label=\"Filter resources\" hidden"));
+    for r in &rows {
+        resource_row(&page, r["resourceName"].as_str().unwrap());
+    }
+
     // The screenshot, kept as an artifact.
     let png = dir.join("report.png");
     let _ = std::fs::remove_file(&png);
