@@ -560,7 +560,8 @@ pub async fn rotate_if_needed(
     claim_id: &str,
     settle: StdDuration,
 ) -> Result<Outcome, RemediationError> {
-    let (key_arn, reason) = match gate(aws, &req.key, params).await? {
+    let guard = req.required_tag.as_ref();
+    let (key_arn, reason) = match gate(aws, &req.key, params, guard).await? {
         Ok(pass) => pass,
         Err(skip) => return Ok(Outcome::Skipped(skip)),
     };
@@ -572,7 +573,7 @@ pub async fn rotate_if_needed(
         return Ok(Outcome::Skipped(why));
     }
     // Another invocation may have finished a rotation between our read and our claim.
-    let result = match gate(aws, &req.key, params).await {
+    let result = match gate(aws, &req.key, params, guard).await {
         Ok(Ok((_, reason))) => {
             Box::pin(rotator.rotate(req)).await.map(|(_, record)| (reason, record)).map_err(Into::into)
         }
@@ -602,13 +603,28 @@ pub async fn rotate_if_needed(
 }
 
 /// `Ok(Ok((key ARN, why)))` when the key needs rotating, `Ok(Err(reason))` to skip it.
-async fn gate(aws: &Aws, key: &str, params: &RuleParams) -> Result<Result<(String, String), String>, RemediationError> {
+/// `guard`: the tag a key must carry to be rotated at all (KRG_KEY_TAG_VALUE), checked
+/// before the claim, which the rotation role may only write on guarded keys.
+async fn gate(
+    aws: &Aws,
+    key: &str,
+    params: &RuleParams,
+    guard: Option<&(String, String)>,
+) -> Result<Result<(String, String), String>, RemediationError> {
     let Some((facts, on_demand)) = read_key(aws, key, params).await? else {
         return Err(RemediationError::Refused(format!(
             "KMS key {} not found in this account and region",
             clip(key, 120)
         )));
     };
+    if let (Some((tag, value)), Fact::Known(tags)) = (guard, &facts.tags) {
+        if tags.get(tag) != Some(value) {
+            return Err(RemediationError::Refused(format!(
+                "key {} is not tagged {tag}={value}: this rotation only touches keys marked for it",
+                facts.key_arn
+            )));
+        }
+    }
     match assess(&facts, &on_demand, params, Utc::now()) {
         Need::Rotate(why) | Need::Resume(why) => Ok(Ok((facts.key_arn, why))),
         Need::Skip(why) => Ok(Err(why)),

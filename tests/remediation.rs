@@ -204,6 +204,13 @@ async fn fresh_claimed_and_unsafe_keys_are_not_rotated() {
     let e = remediate(&aws, &settings, payload("alias/doomed-s3", "bucket-c")).await.unwrap_err();
     assert_eq!(e.error_type(), "RemediationRefused", "{e}");
     assert!(e.to_string().contains("pending deletion"), "{e}");
+    // With a guard tag configured, an unmarked key is refused before anything is written.
+    let guarded = self::settings(&[("KRG_KEY_TAG_VALUE", "rotatable")]);
+    let unmarked = byok_key(&aws, "unmarked-s3", 400).await;
+    counter.reset();
+    let e = remediate(&aws, &guarded, payload(&unmarked, "bucket-e")).await.unwrap_err();
+    assert!(matches!(e, RemediationError::Refused(ref m) if m.contains("kms-rotation-guard=rotatable")), "{e}");
+    assert_eq!(counter.get("kms.TagResource"), 0, "{:?}", counter.snapshot());
     let e = remediate(&aws, &settings, payload("alias/no-such-key", "bucket-d")).await.unwrap_err();
     assert!(matches!(e, RemediationError::Refused(ref m) if m.contains("not found")), "{e}");
 }
