@@ -550,8 +550,9 @@ pub fn new_claim_id() -> String {
 }
 
 /// The gate, then the rotation: read the key, [`assess`] it, claim it, read and assess it
-/// again, rotate, release the claim. The Lambda always comes here; the CLI does unless
-/// `--force`.
+/// again, rotate, release the claim. `rotate` without `--force` comes here; the Lambda
+/// runs the same two halves, [`admit`] and [`rotate_admitted`], so that a skip needs
+/// neither the PIN nor the HSM.
 pub async fn rotate_if_needed(
     aws: &Aws,
     rotator: &crate::rotation::Rotator<'_>,
@@ -560,11 +561,49 @@ pub async fn rotate_if_needed(
     claim_id: &str,
     settle: StdDuration,
 ) -> Result<Outcome, RemediationError> {
+    match admit(aws, req, params).await? {
+        Admission::Skip(reason) => Ok(Outcome::Skipped(reason)),
+        Admission::Due { key_arn, reason } => {
+            rotate_admitted(aws, rotator, req, params, &key_arn, &reason, claim_id, settle).await
+        }
+    }
+}
+
+/// The gate's first look at a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Skip(String),
+    Due { key_arn: String, reason: String },
+}
+
+/// Reads the key and runs the gate: no write, no HSM.
+pub async fn admit(
+    aws: &Aws,
+    req: &crate::rotation::RotationRequest,
+    params: &RuleParams,
+) -> Result<Admission, RemediationError> {
+    Ok(match gate(aws, &req.key, params, req.required_tag.as_ref()).await? {
+        Ok((key_arn, reason)) => Admission::Due { key_arn, reason },
+        Err(skip) => Admission::Skip(skip),
+    })
+}
+
+/// The second half of [`rotate_if_needed`], for a key [`admit`] found due: claim, look
+/// again, rotate, release.
+#[allow(clippy::too_many_arguments)]
+pub async fn rotate_admitted(
+    aws: &Aws,
+    rotator: &crate::rotation::Rotator<'_>,
+    req: &crate::rotation::RotationRequest,
+    params: &RuleParams,
+    key_arn: &str,
+    reason: &str,
+    claim_id: &str,
+    settle: StdDuration,
+) -> Result<Outcome, RemediationError> {
     let guard = req.required_tag.as_ref();
-    let (key_arn, reason) = match gate(aws, &req.key, params, guard).await? {
-        Ok(pass) => pass,
-        Err(skip) => return Ok(Outcome::Skipped(skip)),
-    };
+    let key_arn = key_arn.to_string();
+    let reason = reason.to_string();
     if req.dry_run {
         let plan = rotator.plan(req).await?;
         return Ok(Outcome::Planned { reason, plan });
