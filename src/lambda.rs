@@ -7,7 +7,7 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
 
 use crate::aws::Aws;
-use crate::remediation::{Outcome, RemediationError};
+use crate::remediation::{Admission, Outcome, RemediationError};
 use crate::rotation::hsm::{HsmPin, KeyMaterialSource, Pkcs11Source, WrappingAlgorithm, WrappingKeySpec};
 use crate::rotation::{ReimportRequest, RotationError, RotationRequest, Rotator, Strategy};
 use crate::error::{ErrorClass, Failed};
@@ -343,10 +343,16 @@ pub async fn remediate(aws: &Aws, settings: &RemediationSettings, payload: Value
         ..RotationRequest::new(req.key_id.clone())
     };
     tracing::info!(key = %request.key, resource, strategy = %req.strategy, "remediation requested");
+    let (key_arn, reason) = match crate::remediation::admit(aws, &request, &params).await? {
+        Admission::Skip(reason) => return skipped(reason),
+        Admission::Due { key_arn, reason } => (key_arn, reason),
+    };
+    // Only a key that is due needs the PIN and the HSM.
     let source = settings.source(aws).await?;
     let rotator = Rotator::new(aws, source);
     let claim_id = crate::remediation::new_claim_id();
-    match crate::remediation::rotate_if_needed(aws, &rotator, &request, &params, &claim_id, settings.claim_settle)
+    let settle = settings.claim_settle;
+    match crate::remediation::rotate_admitted(aws, &rotator, &request, &params, &key_arn, &reason, &claim_id, settle)
         .await?
     {
         Outcome::Skipped(reason) => skipped(reason),

@@ -530,8 +530,9 @@ pub fn new_claim_id() -> String {
 }
 
 /// The gate, then the rotation: read the key, [`assess`] it, claim it, read and assess it
-/// again, rotate, release the claim. The Lambda always comes here; the CLI does unless
-/// `--force`.
+/// again, rotate, release the claim. `rotate` without `--force` comes here; the Lambda
+/// runs the same two halves, [`admit`] and [`rotate_admitted`], so that a skip needs
+/// neither the PIN nor the HSM.
 pub async fn rotate_if_needed(
     aws: &Aws,
     rotator: &crate::rotation::Rotator<'_>,
@@ -540,10 +541,49 @@ pub async fn rotate_if_needed(
     claim_id: &str,
     settle: StdDuration,
 ) -> Result<Outcome, RemediationError> {
-    let (key_arn, reason) = match gate(aws, &req.key, params).await? {
-        Ok(pass) => pass,
-        Err(skip) => return Ok(Outcome::Skipped(skip)),
-    };
+    match admit(aws, req, params).await? {
+        Admission::Skip(reason) => Ok(Outcome::Skipped(reason)),
+        Admission::Due { key_arn, reason } => {
+            rotate_admitted(aws, rotator, req, params, &key_arn, &reason, claim_id, settle).await
+        }
+    }
+}
+
+/// The gate's first look at a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Skip(String),
+    Due { key_arn: String, reason: String },
+}
+
+/// Reads the key and runs the gate: no write, no HSM.
+pub async fn admit(
+    aws: &Aws,
+    req: &crate::rotation::RotationRequest,
+    params: &RuleParams,
+) -> Result<Admission, RemediationError> {
+    Ok(match gate(aws, &req.key, params, req.required_tag.as_ref()).await? {
+        Ok((key_arn, reason)) => Admission::Due { key_arn, reason },
+        Err(skip) => Admission::Skip(skip),
+    })
+}
+
+/// The second half of [`rotate_if_needed`], for a key [`admit`] found due: claim, look
+/// again, rotate, release.
+#[allow(clippy::too_many_arguments)]
+pub async fn rotate_admitted(
+    aws: &Aws,
+    rotator: &crate::rotation::Rotator<'_>,
+    req: &crate::rotation::RotationRequest,
+    params: &RuleParams,
+    key_arn: &str,
+    reason: &str,
+    claim_id: &str,
+    settle: StdDuration,
+) -> Result<Outcome, RemediationError> {
+    let guard = req.required_tag.as_ref();
+    let key_arn = key_arn.to_string();
+    let reason = reason.to_string();
     if req.dry_run {
         let plan = rotator.plan(req).await?;
         return Ok(Outcome::Planned { reason, plan });
@@ -552,7 +592,7 @@ pub async fn rotate_if_needed(
         return Ok(Outcome::Skipped(why));
     }
     // Another invocation may have finished a rotation between our read and our claim.
-    let result = match gate(aws, &req.key, params).await {
+    let result = match gate(aws, &req.key, params, guard).await {
         Ok(Ok((_, reason))) => {
             Box::pin(rotator.rotate(req)).await.map(|(_, record)| (reason, record)).map_err(Into::into)
         }
@@ -582,13 +622,28 @@ pub async fn rotate_if_needed(
 }
 
 /// `Ok(Ok((key ARN, why)))` when the key needs rotating, `Ok(Err(reason))` to skip it.
-async fn gate(aws: &Aws, key: &str, params: &RuleParams) -> Result<Result<(String, String), String>, RemediationError> {
+/// `guard`: the tag a key must carry to be rotated at all (KRG_KEY_TAG_VALUE), checked
+/// before the claim, which the rotation role may only write on guarded keys.
+async fn gate(
+    aws: &Aws,
+    key: &str,
+    params: &RuleParams,
+    guard: Option<&(String, String)>,
+) -> Result<Result<(String, String), String>, RemediationError> {
     let Some((facts, on_demand)) = read_key(aws, key, params).await? else {
         return Err(RemediationError::Refused(format!(
             "KMS key {} not found in this account and region",
             clip(key, 120)
         )));
     };
+    if let (Some((tag, value)), Fact::Known(tags)) = (guard, &facts.tags) {
+        if tags.get(tag) != Some(value) {
+            return Err(RemediationError::Refused(format!(
+                "key {} is not tagged {tag}={value}: this rotation only touches keys marked for it",
+                facts.key_arn
+            )));
+        }
+    }
     match assess(&facts, &on_demand, params, Utc::now()) {
         Need::Rotate(why) | Need::Resume(why) => Ok(Ok((facts.key_arn, why))),
         Need::Skip(why) => Ok(Err(why)),

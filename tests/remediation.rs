@@ -204,6 +204,13 @@ async fn fresh_claimed_and_unsafe_keys_are_not_rotated() {
     let e = remediate(&aws, &settings, payload("alias/doomed-s3", "bucket-c")).await.unwrap_err();
     assert_eq!(e.error_type(), "RemediationRefused", "{e}");
     assert!(e.to_string().contains("pending deletion"), "{e}");
+    // With a guard tag configured, an unmarked key is refused before anything is written.
+    let guarded = self::settings(&[("KRG_KEY_TAG_VALUE", "rotatable")]);
+    let unmarked = byok_key(&aws, "unmarked-s3", 400).await;
+    counter.reset();
+    let e = remediate(&aws, &guarded, payload(&unmarked, "bucket-e")).await.unwrap_err();
+    assert!(matches!(e, RemediationError::Refused(ref m) if m.contains("kms-rotation-guard=rotatable")), "{e}");
+    assert_eq!(counter.get("kms.TagResource"), 0, "{:?}", counter.snapshot());
     let e = remediate(&aws, &settings, payload("alias/no-such-key", "bucket-d")).await.unwrap_err();
     assert!(matches!(e, RemediationError::Refused(ref m) if m.contains("not found")), "{e}");
 }
@@ -330,4 +337,110 @@ async fn cli_rotate_applies_the_gate_unless_forced() {
 
 async fn material(aws: &Aws, id: &str) -> Option<String> {
     aws.kms().describe_key().key_id(id).send().await.unwrap().key_metadata().unwrap().current_key_material_id.clone()
+}
+
+/// A KMS endpoint answering in the API reference's shapes, for what LocalStack lacks:
+/// ListKeyRotations (with RotationType). One Enabled EXTERNAL key whose tag says 400 days;
+/// `rotations` is the ListKeyRotations reply, or `None` for AWS's AccessDeniedException.
+/// Returns the endpoint and the operations it saw.
+fn fake_kms(rotations: Option<Value>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let created = (Utc::now() - chrono::Duration::days(800)).timestamp();
+    let stale = ymd(days_from_now(-400));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let (mut op, mut length) = (String::new(), 0usize);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("x-amz-target:") {
+                    op = v.trim().rsplit('.').next().unwrap_or("").to_string();
+                }
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            log.lock().unwrap().push(op.clone());
+            let (status, reply) = match (op.as_str(), &rotations) {
+                ("describekey", _) => (
+                    200,
+                    json!({"KeyMetadata": {"KeyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "Arn": arn,
+                        "AWSAccountId": "111122223333", "KeyState": "Enabled", "Origin": "EXTERNAL",
+                        "KeyManager": "CUSTOMER", "Enabled": true, "CreationDate": created,
+                        "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "MultiRegion": false,
+                        "CurrentKeyMaterialId": "m2"}}),
+                ),
+                ("listresourcetags", _) => {
+                    (200, json!({"Tags": [{"TagKey": "LastRotationDate", "TagValue": stale}], "Truncated": false}))
+                }
+                ("listkeyrotations", Some(r)) => (200, r.clone()),
+                ("listkeyrotations", None) => (
+                    400,
+                    json!({"__type": "AccessDeniedException", "message": format!(
+                        "User: arn:aws:sts::111122223333:assumed-role/rotation/x is not authorized to perform: kms:ListKeyRotations on resource: {arn}")}),
+                ),
+                _ => (400, json!({"__type": "UnsupportedOperationException", "message": "not in this fake"})),
+            };
+            let reply = reply.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    (endpoint, seen)
+}
+
+/// The 24-hour ON_DEMAND check, through ListKeyRotations as AWS answers it (LocalStack has
+/// no ListKeyRotations): a stale key rotated on demand an hour ago is skipped, without a
+/// write and without the HSM; when the role may not list rotations, the remediation fails
+/// with AccessDenied rather than guess.
+#[tokio::test]
+async fn an_on_demand_rotation_in_the_last_24_hours_is_read_from_kms_and_blocks_another() {
+    let hour_ago = (Utc::now() - chrono::Duration::hours(1)).timestamp();
+    let first = (Utc::now() - chrono::Duration::days(800)).timestamp();
+    let listing = json!({"Rotations": [
+        {"KeyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "KeyMaterialId": "m1", "ImportState": "IMPORTED",
+         "KeyMaterialState": "NON_CURRENT", "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "RotationDate": first},
+        {"KeyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "KeyMaterialId": "m2", "ImportState": "IMPORTED",
+         "KeyMaterialState": "CURRENT", "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "RotationDate": hour_ago,
+         "RotationType": "ON_DEMAND"}
+    ], "Truncated": false});
+    // No HSM source: a skip must not need one.
+    let m = vars(&[]);
+    let settings = RemediationSettings::from_lookup(move |n| m.get(n).cloned());
+    let key = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    // Verify the tag against KMS off, so that the 24-hour check alone decides.
+    let mut p = payload(key, "bucket");
+    p["ruleParameters"] = json!("{\"verifyTagAgainstKms\":\"false\"}");
+
+    let (endpoint, seen) = fake_kms(Some(listing));
+    let aws = Aws::new(sdk_config(&endpoint, static_creds()).await);
+    let v = remediate(&aws, &settings, p.clone()).await.unwrap();
+    assert_eq!(status(&v), "skipped", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("rotated on demand"), "{v}");
+    let ops = seen.lock().unwrap().clone();
+    assert!(
+        ops.iter().all(|o| ["describekey", "listresourcetags", "listkeyrotations"].contains(&o.as_str())),
+        "{ops:?}"
+    );
+
+    let (endpoint, _) = fake_kms(None);
+    let aws = Aws::new(sdk_config(&endpoint, static_creds()).await);
+    let e = remediate(&aws, &settings, p).await.unwrap_err();
+    assert_eq!(e.error_type(), "AccessDenied", "{e}");
+    assert!(e.to_string().contains("kms:ListKeyRotations"), "{e}");
 }
