@@ -1071,7 +1071,9 @@ fn rotation_role_encrypts_and_decrypts_only_the_probe() {
 fn rotation_role_imports_only_with_allowed_wrapping_and_non_expiring_material() {
     let s = template(SECURITY_TEMPLATE);
     let strong = ["RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_256"];
-    let cases: [(&[(&str, &str)], Vec<&str>, Vec<&str>); 4] = [
+    // (parameter overrides, allowed wrapping algorithms, allowed expiration models)
+    type Case<'a> = (&'a [(&'a str, &'a str)], Vec<&'a str>, Vec<&'a str>);
+    let cases: [Case; 4] = [
         (&[], strong.to_vec(), vec!["KEY_MATERIAL_DOES_NOT_EXPIRE"]),
         (
             &[("HsmType", "softhsm")],
@@ -1516,7 +1518,7 @@ fn dropped_evaluations_reach_a_queue_and_an_alarm() {
     let cfn = Cfn::new(&w, &[("SecurityAccountId", "111111111111")]);
     let binaries = function_binaries(&w);
     let mut queues = BTreeSet::new();
-    for (id, _) in &binaries {
+    for id in binaries.keys() {
         let f = resource(&w, id);
         let dlq = function_property(&w, f, "DeadLetterQueue");
         let on_failure = &function_property(&w, f, "EventInvokeConfig")["DestinationConfig"]["OnFailure"];
