@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_kms::types::{IncludeKeyMaterial, KeyManagerType};
 use futures_util::{StreamExt, TryStreamExt};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
 use super::facts::{AutoRotation, Denial, Fact, KeyFacts, KeyLookup, KeyManager, Rotation};
 use super::reference::{partition_of, Home, KeyRef};
@@ -28,47 +28,73 @@ pub struct KeyReader<'a> {
     params: &'a RuleParams,
     own_account: String,
     clients: Mutex<HashMap<String, Arc<OnceCell<AccountClient>>>>,
+    /// One DescribeKey per distinct reference, whoever asks first; the others wait for it.
+    by_reference: Mutex<HashMap<String, Arc<OnceCell<Arc<KeyLookup>>>>>,
+    /// One set of optional reads per distinct key, however many spellings name it.
+    by_key: Mutex<HashMap<String, Arc<OnceCell<KeyFacts>>>>,
+    /// Keys read at once, across every caller.
+    in_flight: Semaphore,
 }
 
 impl<'a> KeyReader<'a> {
     pub fn new(aws: &'a Aws, params: &'a RuleParams, own_account: &str) -> Self {
-        KeyReader { aws, params, own_account: own_account.to_string(), clients: Mutex::new(HashMap::new()) }
+        KeyReader {
+            aws,
+            params,
+            own_account: own_account.to_string(),
+            clients: Mutex::new(HashMap::new()),
+            by_reference: Mutex::new(HashMap::new()),
+            by_key: Mutex::new(HashMap::new()),
+            in_flight: Semaphore::new(CONCURRENCY),
+        }
+    }
+
+    /// Looks one reference up, once per invocation: a sweep calls this as each resource
+    /// arrives, so key reads overlap the enumeration instead of following it.
+    pub async fn look_up(&self, r: &KeyRef, home: &Home) -> Result<Arc<KeyLookup>, Error> {
+        let cell = {
+            let mut m = self.by_reference.lock().expect("lookup cache poisoned");
+            m.entry(r.qualified(home)).or_default().clone()
+        };
+        let lookup = cell
+            .get_or_try_init(|| async {
+                let described = {
+                    let _permit = self.in_flight.acquire().await.expect("semaphore closed");
+                    self.describe(r, home).await?
+                };
+                let KeyLookup::Found(f) = described else { return Ok::<_, Error>(Arc::new(described)) };
+                let key_cell = {
+                    let mut m = self.by_key.lock().expect("key cache poisoned");
+                    m.entry(f.key_arn.clone()).or_default().clone()
+                };
+                let facts = key_cell
+                    .get_or_try_init(|| async {
+                        let _permit = self.in_flight.acquire().await.expect("semaphore closed");
+                        self.complete(*f).await
+                    })
+                    .await?;
+                Ok(Arc::new(KeyLookup::Found(Box::new(facts.clone()))))
+            })
+            .await?;
+        Ok(lookup.clone())
     }
 
     /// Looks up every distinct reference once. The map is keyed by [`KeyRef::qualified`].
     pub async fn look_up_all<'r>(
         &self,
         refs: impl IntoIterator<Item = (&'r KeyRef, &'r Home)>,
-    ) -> Result<HashMap<String, KeyLookup>, Error> {
+    ) -> Result<HashMap<String, Arc<KeyLookup>>, Error> {
         let mut distinct: BTreeMap<String, (KeyRef, Home)> = BTreeMap::new();
         for (r, home) in refs {
             distinct.entry(r.qualified(home)).or_insert_with(|| (r.clone(), home.clone()));
         }
-        // Phase 1: DescribeKey per distinct reference.
-        let described: Vec<(String, KeyLookup)> = futures_util::stream::iter(distinct)
-            .map(|(q, (r, home))| async move { Ok::<_, Error>((q, self.describe(&r, &home).await?)) })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        // Phase 2: the optional reads, once per key even when several spellings name it.
-        let mut by_key: BTreeMap<String, KeyFacts> = BTreeMap::new();
-        for (_, l) in &described {
-            if let KeyLookup::Found(f) = l {
-                by_key.entry(f.key_arn.clone()).or_insert_with(|| (**f).clone());
-            }
-        }
-        let completed: HashMap<String, KeyFacts> = futures_util::stream::iter(by_key.into_values())
-            .map(|f| async move { self.complete(f).await.map(|f| (f.key_arn.clone(), f)) })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(described
+        // Owned values in the futures: a stream closure lending borrows would not be
+        // general enough for callers that spawn the handler.
+        let lookups: Vec<_> = distinct
             .into_iter()
-            .map(|(q, l)| match l {
-                KeyLookup::Found(f) => (q, KeyLookup::Found(Box::new(completed[&f.key_arn].clone()))),
-                other => (q, other),
-            })
-            .collect())
+            .map(|(q, (r, home))| async move { Ok::<_, Error>((q, self.look_up(&r, &home).await?)) })
+            .collect();
+        futures_util::stream::iter(lookups).buffer_unordered(CONCURRENCY).try_collect().await
     }
 
     fn reader_role_arn(&self, account: &str, partition: &str) -> Option<String> {

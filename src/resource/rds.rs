@@ -35,15 +35,23 @@ fn protection(encrypted: bool, key: Option<&str>, kind: Option<&str>) -> Result<
     })
 }
 
-/// Every DB instance and cluster in the account and region (paginated).
-pub async fn enumerate(aws: &Aws, home: &Home, types: &[ResourceType]) -> Result<Vec<Resource>, Error> {
-    let mut out = Vec::new();
-    if types.contains(&ResourceType::RdsDbInstance) {
+/// Every DB instance and cluster in the account and region (paginated), each handed to
+/// `found` as its page arrives; instances and clusters are listed at the same time.
+pub async fn enumerate(
+    aws: &Aws,
+    home: &Home,
+    types: &[ResourceType],
+    found: &(dyn Fn(Resource) + Send + Sync),
+) -> Result<(), Error> {
+    let instances = async {
+        if !types.contains(&ResourceType::RdsDbInstance) {
+            return Ok(());
+        }
         let mut pages = aws.rds().describe_db_instances().into_paginator().send();
         while let Some(page) = pages.next().await {
             for db in page.map_err(fail("rds:DescribeDBInstances"))?.db_instances() {
                 let Some(id) = db.dbi_resource_id() else { continue };
-                out.push(Resource {
+                found(Resource {
                     resource_type: ResourceType::RdsDbInstance,
                     resource_id: id.to_string(),
                     name: db.db_instance_identifier().unwrap_or(id).to_string(),
@@ -56,13 +64,17 @@ pub async fn enumerate(aws: &Aws, home: &Home, types: &[ResourceType]) -> Result
                 });
             }
         }
-    }
-    if types.contains(&ResourceType::RdsDbCluster) {
+        Ok::<_, Error>(())
+    };
+    let clusters = async {
+        if !types.contains(&ResourceType::RdsDbCluster) {
+            return Ok(());
+        }
         let mut pages = aws.rds().describe_db_clusters().into_paginator().send();
         while let Some(page) = pages.next().await {
             for c in page.map_err(fail("rds:DescribeDBClusters"))?.db_clusters() {
                 let Some(id) = c.db_cluster_resource_id() else { continue };
-                out.push(Resource {
+                found(Resource {
                     resource_type: ResourceType::RdsDbCluster,
                     resource_id: id.to_string(),
                     name: c.db_cluster_identifier().unwrap_or(id).to_string(),
@@ -75,6 +87,8 @@ pub async fn enumerate(aws: &Aws, home: &Home, types: &[ResourceType]) -> Result
                 });
             }
         }
-    }
-    Ok(out)
+        Ok::<_, Error>(())
+    };
+    tokio::try_join!(instances, clusters)?;
+    Ok(())
 }
