@@ -216,9 +216,9 @@ async fn cli_rotate_delete_reimport_cycle() {
     assert_eq!(after.current_key_material_id(), Some(material.as_str()));
 }
 
-/// (operation, signing Region, ImportType) of every KMS request, in order.
+/// (operation, signing Region, request body) of every KMS request, in order.
 #[derive(Debug, Clone, Default)]
-struct CallLog(std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>);
+struct CallLog(std::sync::Arc<std::sync::Mutex<Vec<(String, String, serde_json::Value)>>>);
 
 impl aws_smithy_runtime_api::client::interceptors::Intercept for CallLog {
     fn name(&self) -> &'static str {
@@ -238,11 +238,8 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallLog {
         let auth = ctx.request().headers().get("authorization").unwrap_or_default();
         let region = auth.split('/').nth(2).unwrap_or_default().to_string();
         let body = ctx.request().body().bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-        let import_type = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["ImportType"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        self.0.lock().unwrap().push((op, region, import_type));
+        let body = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default();
+        self.0.lock().unwrap().push((op, region, body));
         Ok(())
     }
 }
@@ -292,7 +289,9 @@ async fn multi_region_keys_get_the_same_material_in_every_replica_before_the_pri
         .filter(|(op, _, _)| {
             ["ImportKeyMaterial", "RotateKeyOnDemand", "GetParametersForImport"].contains(&op.as_str())
         })
-        .map(|(op, region, t)| format!("{op} {region} {t}").trim().to_string())
+        .map(|(op, region, body)| {
+            format!("{op} {region} {}", body["ImportType"].as_str().unwrap_or("")).trim().to_string()
+        })
         .collect();
     assert_eq!(
         calls,
@@ -360,4 +359,27 @@ async fn a_replica_that_refuses_the_material_blocks_the_rotation_and_nothing_is_
     assert!(msg.contains(&replica_arn) && msg.contains("primary was not rotated"), "{msg}");
     assert_eq!(counter.get("kms.RotateKeyOnDemand"), 0);
     assert_eq!(describe(&aws, &primary).await.current_key_material_id(), Some(before.as_str()));
+}
+
+/// Every verification Encrypt and Decrypt carries the probe encryption context, the only one
+/// the rotation role may use them under (contract: PROBE_CONTEXT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_probe_encrypt_and_decrypt_uses_the_probe_context() {
+    let ls = LocalStack::start();
+    let log = CallLog::default();
+    let aws = Aws::new(sdk_config(&ls.endpoint, static_creds()).await).with_interceptor(log.clone());
+    let arn = external_key(&aws, "probe").await;
+    Rotator::new(&aws, softhsm()).rotate(&request(&arn)).await.unwrap();
+    let swap =
+        RotationRequest { strategy: kms_rotation_guard::rotation::Strategy::AliasSwap, ..request("alias/probe") };
+    for r in [request(&arn), swap] {
+        Rotator::new(&aws, softhsm()).rotate(&r).await.unwrap();
+    }
+    let (k, v) = kms_rotation_guard::rotation::PROBE_CONTEXT;
+    let calls = log.0.lock().unwrap();
+    let probes: Vec<_> = calls.iter().filter(|(op, _, _)| op == "Encrypt" || op == "Decrypt").collect();
+    assert!(probes.len() >= 6, "{probes:?}");
+    for (op, _, body) in probes {
+        assert_eq!(body["EncryptionContext"], serde_json::json!({ k: v }), "{op}: {body}");
+    }
 }
