@@ -383,3 +383,28 @@ async fn every_probe_encrypt_and_decrypt_uses_the_probe_context() {
         assert_eq!(body["EncryptionContext"], serde_json::json!({ k: v }), "{op}: {body}");
     }
 }
+
+/// A first import stopped after ImportKeyMaterial (before the HSM object is named) completes on
+/// the next run, and the object then carries the KMS material id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_import_stopped_before_naming_completes_and_names_the_object() {
+    let ls = LocalStack::start();
+    let (aws, _) = kms_at(&ls).await;
+    for stop in
+        [kms_rotation_guard::rotation::Step::KeepMaterial, kms_rotation_guard::rotation::Step::ImportKeyMaterial]
+    {
+        let arn = external_key(&aws, &format!("first-{stop:?}").to_lowercase()).await;
+        let stopped = RotationRequest { stop_after: Some(stop), ..request(&arn) };
+        let err = Rotator::new(&aws, softhsm()).rotate(&stopped).await.unwrap_err();
+        assert!(matches!(err, RotationError::Interrupted(_)), "{err}");
+        let pending = softhsm().kept_materials(&arn).unwrap();
+        assert_eq!(pending.len(), 1, "{stop:?}: {pending:?}");
+        assert!(pending[0].key_material_id.is_none());
+        let (_, record) = Rotator::new(&aws, softhsm()).rotate(&request(&arn)).await.unwrap();
+        let material = record.unwrap().key_material_id.unwrap();
+        let kept = softhsm().kept_materials(&arn).unwrap();
+        assert_eq!(kept.len(), 1, "{stop:?}: one object, no orphan: {kept:?}");
+        assert_eq!(kept[0].key_material_id.as_deref(), Some(material.as_str()), "{stop:?}");
+        assert_eq!(describe(&aws, &arn).await.current_key_material_id(), Some(material.as_str()));
+    }
+}
