@@ -304,6 +304,16 @@ async fn multi_region_keys_get_the_same_material_in_every_replica_before_the_pri
         ]
     );
     assert_eq!(describe(&aws, &primary).await.current_key_material_id(), Some(material.as_str()));
+    // The replica's bookkeeping tag is gone once the rotation is recorded.
+    let us = Aws::new(
+        sdk_config(&ls.endpoint, static_creds())
+            .await
+            .to_builder()
+            .region(aws_config::Region::new("us-east-1"))
+            .build(),
+    );
+    let replica_tags = us.kms().list_resource_tags().key_id(&replica_arn).send().await.unwrap();
+    assert!(replica_tags.tags().iter().all(|t| t.tag_key() != kms_rotation_guard::rotation::PENDING_TAG));
     // The replica got exactly this material, from the one kept object.
     assert_eq!(softhsm().find_kept(&replica_arn, &material).unwrap().unwrap().key_arn, primary);
 }
@@ -407,4 +417,29 @@ async fn a_first_import_stopped_before_naming_completes_and_names_the_object() {
         assert_eq!(kept[0].key_material_id.as_deref(), Some(material.as_str()), "{stop:?}");
         assert_eq!(describe(&aws, &arn).await.current_key_material_id(), Some(material.as_str()));
     }
+}
+
+/// Stopped right after the replicas took the material, a re-run completes with one
+/// RotateKeyOnDemand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_region_rotation_stopped_after_the_replicas_completes_on_the_next_run() {
+    let ls = LocalStack::start();
+    let (aws, counter) = kms_at(&ls).await;
+    let k = aws.kms().create_key().origin(OriginType::External).multi_region(true).send().await.unwrap();
+    let primary = k.key_metadata().unwrap().arn().unwrap().to_string();
+    Rotator::new(&aws, softhsm()).rotate(&request(&primary)).await.unwrap();
+    aws.kms().replicate_key().key_id(&primary).replica_region("us-east-1").send().await.unwrap();
+    counter.reset();
+    let stopped = RotationRequest {
+        stop_after: Some(kms_rotation_guard::rotation::Step::ImportIntoReplicas),
+        ..request(&primary)
+    };
+    let err = Rotator::new(&aws, softhsm()).rotate(&stopped).await.unwrap_err();
+    assert!(matches!(err, RotationError::Interrupted(_)), "{err}");
+    assert_eq!(counter.get("kms.RotateKeyOnDemand"), 0);
+    let (plan, record) = Rotator::new(&aws, softhsm()).rotate(&request(&primary)).await.unwrap();
+    assert!(matches!(plan.progress, Progress::Imported { .. }), "{:?}", plan.progress);
+    let material = record.unwrap().key_material_id.unwrap();
+    assert_eq!(counter.get("kms.RotateKeyOnDemand"), 1);
+    assert_eq!(describe(&aws, &primary).await.current_key_material_id(), Some(material.as_str()));
 }
