@@ -216,9 +216,9 @@ async fn cli_rotate_delete_reimport_cycle() {
     assert_eq!(after.current_key_material_id(), Some(material.as_str()));
 }
 
-/// (operation, signing Region, ImportType) of every KMS request, in order.
+/// (operation, signing Region, request body) of every KMS request, in order.
 #[derive(Debug, Clone, Default)]
-struct CallLog(std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>);
+struct CallLog(std::sync::Arc<std::sync::Mutex<Vec<(String, String, serde_json::Value)>>>);
 
 impl aws_smithy_runtime_api::client::interceptors::Intercept for CallLog {
     fn name(&self) -> &'static str {
@@ -238,11 +238,8 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallLog {
         let auth = ctx.request().headers().get("authorization").unwrap_or_default();
         let region = auth.split('/').nth(2).unwrap_or_default().to_string();
         let body = ctx.request().body().bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-        let import_type = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["ImportType"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        self.0.lock().unwrap().push((op, region, import_type));
+        let body = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default();
+        self.0.lock().unwrap().push((op, region, body));
         Ok(())
     }
 }
@@ -292,7 +289,9 @@ async fn multi_region_keys_get_the_same_material_in_every_replica_before_the_pri
         .filter(|(op, _, _)| {
             ["ImportKeyMaterial", "RotateKeyOnDemand", "GetParametersForImport"].contains(&op.as_str())
         })
-        .map(|(op, region, t)| format!("{op} {region} {t}").trim().to_string())
+        .map(|(op, region, body)| {
+            format!("{op} {region} {}", body["ImportType"].as_str().unwrap_or("")).trim().to_string()
+        })
         .collect();
     assert_eq!(
         calls,
@@ -305,6 +304,16 @@ async fn multi_region_keys_get_the_same_material_in_every_replica_before_the_pri
         ]
     );
     assert_eq!(describe(&aws, &primary).await.current_key_material_id(), Some(material.as_str()));
+    // The replica's bookkeeping tag is gone once the rotation is recorded.
+    let us = Aws::new(
+        sdk_config(&ls.endpoint, static_creds())
+            .await
+            .to_builder()
+            .region(aws_config::Region::new("us-east-1"))
+            .build(),
+    );
+    let replica_tags = us.kms().list_resource_tags().key_id(&replica_arn).send().await.unwrap();
+    assert!(replica_tags.tags().iter().all(|t| t.tag_key() != kms_rotation_guard::rotation::PENDING_TAG));
     // The replica got exactly this material, from the one kept object.
     assert_eq!(softhsm().find_kept(&replica_arn, &material).unwrap().unwrap().key_arn, primary);
 }
@@ -360,4 +369,77 @@ async fn a_replica_that_refuses_the_material_blocks_the_rotation_and_nothing_is_
     assert!(msg.contains(&replica_arn) && msg.contains("primary was not rotated"), "{msg}");
     assert_eq!(counter.get("kms.RotateKeyOnDemand"), 0);
     assert_eq!(describe(&aws, &primary).await.current_key_material_id(), Some(before.as_str()));
+}
+
+/// Every verification Encrypt and Decrypt carries the probe encryption context, the only one
+/// the rotation role may use them under (contract: PROBE_CONTEXT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_probe_encrypt_and_decrypt_uses_the_probe_context() {
+    let ls = LocalStack::start();
+    let log = CallLog::default();
+    let aws = Aws::new(sdk_config(&ls.endpoint, static_creds()).await).with_interceptor(log.clone());
+    let arn = external_key(&aws, "probe").await;
+    Rotator::new(&aws, softhsm()).rotate(&request(&arn)).await.unwrap();
+    let swap =
+        RotationRequest { strategy: kms_rotation_guard::rotation::Strategy::AliasSwap, ..request("alias/probe") };
+    for r in [request(&arn), swap] {
+        Rotator::new(&aws, softhsm()).rotate(&r).await.unwrap();
+    }
+    let (k, v) = kms_rotation_guard::rotation::PROBE_CONTEXT;
+    let calls = log.0.lock().unwrap();
+    let probes: Vec<_> = calls.iter().filter(|(op, _, _)| op == "Encrypt" || op == "Decrypt").collect();
+    assert!(probes.len() >= 6, "{probes:?}");
+    for (op, _, body) in probes {
+        assert_eq!(body["EncryptionContext"], serde_json::json!({ k: v }), "{op}: {body}");
+    }
+}
+
+/// A first import stopped after ImportKeyMaterial (before the HSM object is named) completes on
+/// the next run, and the object then carries the KMS material id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_import_stopped_before_naming_completes_and_names_the_object() {
+    let ls = LocalStack::start();
+    let (aws, _) = kms_at(&ls).await;
+    for stop in
+        [kms_rotation_guard::rotation::Step::KeepMaterial, kms_rotation_guard::rotation::Step::ImportKeyMaterial]
+    {
+        let arn = external_key(&aws, &format!("first-{stop:?}").to_lowercase()).await;
+        let stopped = RotationRequest { stop_after: Some(stop), ..request(&arn) };
+        let err = Rotator::new(&aws, softhsm()).rotate(&stopped).await.unwrap_err();
+        assert!(matches!(err, RotationError::Interrupted(_)), "{err}");
+        let pending = softhsm().kept_materials(&arn).unwrap();
+        assert_eq!(pending.len(), 1, "{stop:?}: {pending:?}");
+        assert!(pending[0].key_material_id.is_none());
+        let (_, record) = Rotator::new(&aws, softhsm()).rotate(&request(&arn)).await.unwrap();
+        let material = record.unwrap().key_material_id.unwrap();
+        let kept = softhsm().kept_materials(&arn).unwrap();
+        assert_eq!(kept.len(), 1, "{stop:?}: one object, no orphan: {kept:?}");
+        assert_eq!(kept[0].key_material_id.as_deref(), Some(material.as_str()), "{stop:?}");
+        assert_eq!(describe(&aws, &arn).await.current_key_material_id(), Some(material.as_str()));
+    }
+}
+
+/// Stopped right after the replicas took the material, a re-run completes with one
+/// RotateKeyOnDemand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_region_rotation_stopped_after_the_replicas_completes_on_the_next_run() {
+    let ls = LocalStack::start();
+    let (aws, counter) = kms_at(&ls).await;
+    let k = aws.kms().create_key().origin(OriginType::External).multi_region(true).send().await.unwrap();
+    let primary = k.key_metadata().unwrap().arn().unwrap().to_string();
+    Rotator::new(&aws, softhsm()).rotate(&request(&primary)).await.unwrap();
+    aws.kms().replicate_key().key_id(&primary).replica_region("us-east-1").send().await.unwrap();
+    counter.reset();
+    let stopped = RotationRequest {
+        stop_after: Some(kms_rotation_guard::rotation::Step::ImportIntoReplicas),
+        ..request(&primary)
+    };
+    let err = Rotator::new(&aws, softhsm()).rotate(&stopped).await.unwrap_err();
+    assert!(matches!(err, RotationError::Interrupted(_)), "{err}");
+    assert_eq!(counter.get("kms.RotateKeyOnDemand"), 0);
+    let (plan, record) = Rotator::new(&aws, softhsm()).rotate(&request(&primary)).await.unwrap();
+    assert!(matches!(plan.progress, Progress::Imported { .. }), "{:?}", plan.progress);
+    let material = record.unwrap().key_material_id.unwrap();
+    assert_eq!(counter.get("kms.RotateKeyOnDemand"), 1);
+    assert_eq!(describe(&aws, &primary).await.current_key_material_id(), Some(material.as_str()));
 }

@@ -36,13 +36,24 @@ impl Rotator<'_> {
                 self.rotate_on_demand(req, key, material_id).await?;
                 Some(material_id.clone())
             }
-            Progress::Rotated { material_id } => Some(material_id.clone()),
+            Progress::Rotated { material_id } => {
+                // A first import stopped before naming: the pending object is this material.
+                // (Already current in KMS: a source that lacks it is reported, not a blocker.)
+                match self.name_kept(req, key, material_id) {
+                    Err(RotationError::Hsm(e @ hsm::HsmError::PendingNotKept { .. })) => {
+                        tracing::warn!("{e}");
+                    }
+                    other => other?,
+                }
+                Some(material_id.clone())
+            }
             Progress::SuccessorCreated { .. } | Progress::Swapped { .. } => {
                 unreachable!("only alias-swap plans have a successor")
             }
         };
         let material = self.verify(req, key, material.as_deref(), before.as_ref()).await?;
         self.record(req, key, material.as_deref()).await?;
+        self.untag_replicas(plan).await?;
         Ok((plan.key_arn.clone(), material))
     }
 

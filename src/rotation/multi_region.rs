@@ -37,15 +37,30 @@ impl Rotator<'_> {
                 reason: e.to_string(),
             };
             let kms = self.aws.kms_in_region(&r.region);
-            let params =
-                self.import_parameters(&kms, &r.arn, plan.algorithm, plan.wrapping_key_spec).await.map_err(blocked)?;
-            let wrapped = self.wrap(Some(&kept), &params, plan.algorithm, plan.wrapping_key_spec)?;
-            let call = ImportCall {
-                import_type: Some(ImportType::ExistingKeyMaterial),
-                key_material_id: Some(material),
-                valid_to: req.valid_to,
-            };
-            self.send_import(&kms, &r.arn, &params, wrapped, call).await.map_err(blocked)?;
+            // A re-run skips replicas that took the material already: KMS refuses the same
+            // material twice while it is pending (KMSInvalidStateException).
+            if self.replica_tag(&kms, &r.arn).await.map_err(blocked)?.as_deref() != Some(material) {
+                let params = self
+                    .import_parameters(&kms, &r.arn, plan.algorithm, plan.wrapping_key_spec)
+                    .await
+                    .map_err(blocked)?;
+                let wrapped = self.wrap(Some(&kept), &params, plan.algorithm, plan.wrapping_key_spec)?;
+                let call = ImportCall {
+                    import_type: Some(ImportType::ExistingKeyMaterial),
+                    key_material_id: Some(material),
+                    valid_to: req.valid_to,
+                };
+                self.send_import(&kms, &r.arn, &params, wrapped, call).await.map_err(blocked)?;
+                // Tags are per replica (KMS does not synchronise them).
+                let tag = Tag::builder().tag_key(PENDING_TAG).tag_value(material).build().expect("key and value set");
+                kms.tag_resource()
+                    .key_id(&r.arn)
+                    .tags(tag)
+                    .send()
+                    .await
+                    .map_err(aws_err("kms:TagResource"))
+                    .map_err(blocked)?;
+            }
             if !self.replica_holds(&kms, &r.arn, material).await.map_err(blocked)? {
                 return Err(blocked(RotationError::Verification(
                     "ListKeyRotations on the replica does not list it as IMPORTED".into(),
@@ -58,6 +73,26 @@ impl Rotator<'_> {
             Step::ImportIntoReplicas,
             &format!("imported key material {material} into the replicas in {}", names.join(", ")),
         )
+    }
+
+    async fn replica_tag(&self, kms: &aws_sdk_kms::Client, replica: &str) -> Result<Option<String>, RotationError> {
+        let out = kms.list_resource_tags().key_id(replica).send().await.map_err(aws_err("kms:ListResourceTags"))?;
+        Ok(out.tags().iter().find(|t| t.tag_key() == PENDING_TAG).map(|t| t.tag_value().to_string()))
+    }
+
+    /// Drops the replicas' pending tags once the rotation is recorded (bookkeeping only).
+    pub(super) async fn untag_replicas(&self, plan: &RotationPlan) -> Result<(), RotationError> {
+        for r in &plan.replicas {
+            self.aws
+                .kms_in_region(&r.region)
+                .untag_resource()
+                .key_id(&r.arn)
+                .tag_keys(PENDING_TAG)
+                .send()
+                .await
+                .map_err(aws_err("kms:UntagResource"))?;
+        }
+        Ok(())
     }
 
     /// Whether the replica lists `material` as imported; `true` when it cannot list (the

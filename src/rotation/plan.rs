@@ -46,9 +46,7 @@ impl Rotator<'_> {
         }
         // After DeleteImportedKeyMaterial or expiry a key is PendingImport again, but only its
         // own material brings its ciphertext back: new material would not.
-        if k.state == KeyState::PendingImport
-            && (k.current_material.is_some() || k.tags.contains_key(MATERIAL_TAG) || k.tags.contains_key(&req.date_tag))
-        {
+        if k.state == KeyState::PendingImport && (k.current_material.is_some() || k.tags.contains_key(MATERIAL_TAG)) {
             return Err(RotationError::Refused(format!(
                 "key {} is PendingImport but has had key material (deleted or expired): import that same material \
                  again with `kms-rotation-guard reimport --key {}`; new material would not decrypt its ciphertext",
