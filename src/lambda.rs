@@ -7,10 +7,10 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
 
 use crate::aws::Aws;
+use crate::error::{ErrorClass, Failed};
 use crate::remediation::{Admission, Outcome, RemediationError};
 use crate::rotation::hsm::{HsmPin, KeyMaterialSource, Pkcs11Source, WrappingAlgorithm, WrappingKeySpec};
 use crate::rotation::{ReimportRequest, RotationError, RotationRequest, Rotator, Strategy};
-use crate::error::{ErrorClass, Failed};
 use crate::rule::Rule;
 
 /// Serves invocations until the runtime stops. Each failure is logged once, at ERROR with
@@ -303,7 +303,8 @@ pub async fn remediate(aws: &Aws, settings: &RemediationSettings, payload: Value
         // Restores material KMS lost (expired, or deleted): no rotation, no quota spent, and
         // only material the HSM kept can be imported again.
         let source = settings.source(aws).await?;
-        let request = ReimportRequest { key: req.key_id.clone(), key_material_id: key_material_id.clone(), dry_run: false };
+        let request =
+            ReimportRequest { key: req.key_id.clone(), key_material_id: key_material_id.clone(), dry_run: false };
         tracing::info!(key = %request.key, resource, material = key_material_id.as_deref().unwrap_or("all pending"), "re-import requested");
         let report = Rotator::new(aws, source).reimport(&request).await?;
         let mut out = serde_json::to_value(&report).map_err(|e| RemediationError::Refused(e.to_string()))?;
@@ -375,9 +376,7 @@ pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
     let settings = Arc::new(RemediationSettings::from_env());
     serve(move |ev: LambdaEvent<Value>| {
         let (aws, settings) = (aws.clone(), settings.clone());
-        async move {
-            remediate(&aws, &settings, ev.payload).await.map_err(|e| Failed::new(ErrorClass::from(&e), &e))
-        }
+        async move { remediate(&aws, &settings, ev.payload).await.map_err(|e| Failed::new(ErrorClass::from(&e), &e)) }
     })
     .await
 }
