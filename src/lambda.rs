@@ -35,6 +35,7 @@ where
 /// Runs a rule handler until the runtime stops it. Clients are built on first use, so
 /// start-up does no work the first event does not need.
 pub async fn run_rule(rule: Rule) -> Result<(), lambda_runtime::Error> {
+    crate::aws::prefer_single_ca_bundle();
     crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
     serve(move |ev: LambdaEvent<Value>| {
@@ -117,6 +118,7 @@ impl RemediationSettings {
 /// first use and kept for the life of the process.
 pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
     use crate::rotation::{hsm::Pkcs11Source, RotationRequest, Rotator, Strategy};
+    crate::aws::prefer_single_ca_bundle();
     crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
     let source: Arc<tokio::sync::OnceCell<Pkcs11Source>> = Arc::new(tokio::sync::OnceCell::new());
