@@ -446,6 +446,11 @@ impl Intercept for CallCounter {
     }
 }
 
+/// SDK timestamps as chrono's.
+pub fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,9 +467,4 @@ mod tests {
             assert_eq!(single_ca_bundle(|k: &str| (k == set).then(|| "/x".to_string()), all), None, "{set}");
         }
     }
-}
-
-/// SDK timestamps as chrono's.
-pub fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
