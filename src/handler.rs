@@ -179,7 +179,14 @@ fn to_evaluation(a: &Assessment, at: DateTime<Utc>) -> Evaluation {
         (_, Protection::Kms(r)) => r.to_string(),
         _ => "-".into(),
     };
-    tracing::info!(resourceType = a.resource.resource_type.as_str(), resource = %a.resource.resource_id, key, compliance = a.verdict.compliance.as_str(), annotation = %a.verdict.annotation, "verdict");
+    tracing::info!(
+        resourceType = a.resource.resource_type.as_str(),
+        resource = %a.resource.resource_id,
+        key,
+        compliance = a.verdict.compliance.as_str(),
+        annotation = %a.verdict.annotation,
+        "verdict"
+    );
     Evaluation {
         resource_type: a.resource.resource_type.as_str().to_string(),
         resource_id: a.resource.resource_id.clone(),

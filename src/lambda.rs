@@ -126,13 +126,16 @@ pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
         let (aws, source) = (aws.clone(), source.clone());
         async move {
             // The payload first: a bad payload is reported as such, whatever the settings.
-            let req: RemediationRequest = serde_json::from_value(ev.payload).map_err(|e| {
-                Failed::new(ErrorClass::InvalidRequest, format!("bad remediation request (expected keyId, resourceId, strategy): {e}"))
-            })?;
-            let strategy: Strategy = req.strategy.as_deref().unwrap_or("in-place").parse().map_err(|e| Failed::new(ErrorClass::InvalidRequest, e))?;
+            let invalid = |e: &dyn std::fmt::Display| {
+                let what = "bad remediation request (expected keyId, resourceId, strategy)";
+                Failed::new(ErrorClass::InvalidRequest, format!("{what}: {e}"))
+            };
+            let req: RemediationRequest = serde_json::from_value(ev.payload).map_err(|e| invalid(&e))?;
+            let strategy: Strategy = req.strategy.as_deref().unwrap_or("in-place").parse().map_err(|e| invalid(&e))?;
             let settings = RemediationSettings::from_env().map_err(|e| Failed::new(ErrorClass::Configuration, e))?;
             if strategy == Strategy::AliasSwap && !settings.allow_alias_swap {
-                return Err(Failed::new(ErrorClass::RemediationRefused, "alias-swap is not allowed here (KRG_ALLOW_ALIAS_SWAP is not true)"));
+                let why = "alias-swap is not allowed here (KRG_ALLOW_ALIAS_SWAP is not true)";
+                return Err(Failed::new(ErrorClass::RemediationRefused, why));
             }
             let source = source
                 .get_or_try_init(|| async {
@@ -146,7 +149,8 @@ pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
                 required_tag: settings.key_tag_value.clone().map(|v| ("kms-rotation-guard".to_string(), v)),
                 ..RotationRequest::new(req.key_id.trim())
             };
-            tracing::info!(key = %request.key, resource = req.resource_id.as_deref().unwrap_or("-"), %strategy, "remediation requested");
+            let resource = req.resource_id.as_deref().unwrap_or("-");
+            tracing::info!(key = %request.key, resource, %strategy, "remediation requested");
             let (_, record) = Rotator::new(&aws, source).rotate(&request).await.map_err(|e| Failed::of(&e))?;
             serde_json::to_value(record).map_err(|e| Failed::new(ErrorClass::Internal, e))
         }
