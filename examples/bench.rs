@@ -343,7 +343,9 @@ fn run(args: &Args) -> Result<()> {
         (Value::Null, Vec::new())
     } else {
         eprintln!("bench: timing {} cold starts of s3-rule", args.cold_starts);
-        (cold_starts(&profile.join("s3-rule"), args.cold_starts)?, artifacts(&profile)?)
+        let mut cold = cold_starts(&profile.join("s3-rule"), args.cold_starts, &[])?;
+        cold["ca_store"] = ca_store_choices(&profile.join("s3-rule"), args.cold_starts)?;
+        (cold, artifacts(&profile)?)
     };
 
     let moto = Moto::start()?;
@@ -635,7 +637,7 @@ const NEXT: &str = "GET /2018-06-01/runtime/invocation/next";
 
 /// Spawns the Lambda binary against a minimal Runtime API and times spawn → first
 /// `GET …/invocation/next`. One discarded warm-up start (page cache), then `runs`.
-fn cold_starts(bin: &Path, runs: usize) -> Result<Value> {
+fn cold_starts(bin: &Path, runs: usize, extra_env: &[(&str, String)]) -> Result<Value> {
     if !bin.exists() {
         bail!("{} is missing: build it first (scripts/bench does)", bin.display());
     }
@@ -675,6 +677,7 @@ fn cold_starts(bin: &Path, runs: usize) -> Result<Value> {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_SESSION_TOKEN", "testing")
+            .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(logf)
             .spawn()
@@ -717,6 +720,31 @@ fn cold_starts(bin: &Path, runs: usize) -> Result<Value> {
         "all_ms": times,
         "rss_at_first_poll_kib_median": rss_median,
     }))
+}
+
+/// The CA-store choices of the SDK's rustls, timed the same way. The product's default
+/// is the system's single bundle file (`aws::prefer_single_ca_bundle`); the alternative is
+/// what rustls-native-certs loads without SSL_CERT_FILE: the bundle plus every file of the
+/// certificate directories it probes. (webpki-roots is not offered: the SDK's TrustStore
+/// takes PEM only, and compiled-in roots miss the image's CA updates.)
+fn ca_store_choices(bin: &Path, runs: usize) -> Result<Value> {
+    let dirs: Vec<&str> =
+        ["/etc/ssl/certs", "/etc/pki/tls/certs"].into_iter().filter(|d| Path::new(d).is_dir()).collect();
+    let files: usize = dirs.iter().map(|d| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0)).sum();
+    let bundle = kms_rotation_guard::aws::single_ca_bundle(|_| None, |p| Path::new(p).is_file());
+    let mut out = vec![json!({
+        "choice": format!("single bundle {} (default)", bundle.unwrap_or("(none found)")),
+        "median_ms": Value::Null,
+    })];
+    if let Some(b) = bundle {
+        let native = cold_starts(bin, runs, &[("SSL_CERT_FILE", b.to_string()), ("SSL_CERT_DIR", dirs.join(":"))])?;
+        out.push(json!({
+            "choice": format!("bundle + {} files of {} (rustls-native-certs' probe)", files, dirs.join(", ")),
+            "median_ms": native["median_ms"],
+            "p90_ms": native["p90_ms"],
+        }));
+    }
+    Ok(Value::Array(out))
 }
 
 // ───────────────────────────── artifacts ─────────────────────────────
@@ -979,6 +1007,10 @@ fn print_table(r: &Value) {
         c["max_ms"].as_f64().unwrap(),
         c["rss_at_first_poll_kib_median"].as_f64().unwrap() / 1024.0
     );
+    for choice in c["ca_store"].as_array().into_iter().flatten() {
+        let median = choice["median_ms"].as_f64().or(c["median_ms"].as_f64()).unwrap_or(f64::NAN);
+        println!("  CA store: {:<70} median {:.2} ms", choice["choice"].as_str().unwrap_or("?"), median);
+    }
     line();
     println!("{:<24} {:>12} {:>12}   ({})", "artifact", "binary MiB", "zip MiB", r["artifacts_note"].as_str().unwrap());
     for a in r["artifacts"].as_array().unwrap() {

@@ -38,6 +38,7 @@ where
 /// Runs a rule handler until the runtime stops it. Clients are built on first use, so
 /// start-up does no work the first event does not need.
 pub async fn run_rule(rule: Rule) -> Result<(), lambda_runtime::Error> {
+    crate::aws::prefer_single_ca_bundle();
     crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
     serve(move |ev: LambdaEvent<Value>| {
@@ -371,6 +372,7 @@ pub async fn remediate(aws: &Aws, settings: &RemediationSettings, payload: Value
 /// Runs the rotation remediation until the runtime stops it. The HSM session is opened on
 /// first use and kept for the life of the process.
 pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
+    crate::aws::prefer_single_ca_bundle();
     crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
     let settings = Arc::new(RemediationSettings::from_env());

@@ -66,7 +66,7 @@ impl Emulator {
         let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
         let text = if chunked { dechunk(rest) } else { rest.to_string() };
-        (status, serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text)))
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 }
 
