@@ -139,10 +139,14 @@ async fn html_report_shows_every_resource_key_and_verdict_in_a_browser() {
     assert!(bar("payments-rds").contains("<rect class=\"fill ok\""));
     assert!(dom.contains(&format!("overdue since {}", ymd(days_from_now(-512 + 365)))));
     assert!(dom.contains(&format!("next due {}", ymd(days_from_now(-40 + 365)))));
-    // Without its tag, a key's age comes from KMS's own record, marked as such.
+    // Without its tag, an imported key's age is unknown: KMS gives a key's first import no
+    // date, and CreationDate is not the import date. The bar says so instead of guessing.
     assert!(
-        bar("archive-s3").contains("<rect class=\"fill bad\"")
-            && bar("archive-s3").contains("0d per KMS (no valid rotation tag)")
+        bar("archive-s3").contains("data-verdict=\"NON_COMPLIANT\"")
+            && bar("archive-s3").contains("age unknown: no rotation date")
+            && bar("archive-s3").contains("next due: unknown"),
+        "{}",
+        bar("archive-s3")
     );
     assert_eq!(dom.matches("<tr data-key=").count(), 6, "one row per key in the keys table");
     assert!(dom.contains("<span class=\"custody na\">unknown</span>"));
