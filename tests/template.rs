@@ -1445,6 +1445,37 @@ fn automation_document_sends_the_remediation_request_contract() {
     }
 }
 
+/// `RemediationRequest` (src/lambda.rs) accepts exactly the contract's fields. Stream B1b
+/// changes the struct to the contract; until that is merged the struct has three fields.
+#[test]
+#[ignore = "enable once stream B1b's RemediationRequest (notes/contracts.md) is merged"]
+fn remediation_request_struct_has_the_contract_fields() {
+    let src = std::fs::read_to_string(root().join("src/lambda.rs")).unwrap();
+    let start = src.find("pub struct RemediationRequest").expect("RemediationRequest in src/lambda.rs");
+    let body = &src[start..start + src[start..].find("\n}").expect("end of struct")];
+    let fields: BTreeSet<String> = body
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub ")?.split_once(':').map(|(n, _)| n.trim().to_string()))
+        .map(|snake| {
+            let mut camel = String::new();
+            let mut upper = false;
+            for c in snake.chars() {
+                if c == '_' {
+                    upper = true;
+                } else if upper {
+                    camel.extend(c.to_uppercase());
+                    upper = false;
+                } else {
+                    camel.push(c);
+                }
+            }
+            camel
+        })
+        .collect();
+    let contract: BTreeSet<String> = REMEDIATION_REQUEST_FIELDS.iter().map(|f| f.to_string()).collect();
+    assert_eq!(fields, contract, "RemediationRequest fields = the SSM payload contract");
+}
+
 /// Issue 10: RDS and DynamoDB store the key's ARN, never an alias, so their remediation
 /// never swaps aliases, whatever RemediationStrategy says.
 #[test]
