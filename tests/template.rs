@@ -1108,6 +1108,14 @@ fn rotation_role_imports_only_with_allowed_wrapping_and_non_expiring_material() 
             specs.sort();
             assert_eq!(specs, ["RSA_3072", "RSA_4096"], "{overrides:?}: kms:WrappingKeySpec (strong ones)");
         }
+        // The function asks only for what the role allows.
+        let f = cfn.eval(resource(&s, &function_for_binary(&s, ROTATION_BINARY)));
+        let env = &f["Properties"]["Environment"]["Variables"];
+        let spec = env["KRG_WRAPPING_KEY_SPEC"].as_str().expect("KRG_WRAPPING_KEY_SPEC");
+        assert!(["RSA_3072", "RSA_4096"].contains(&spec), "{overrides:?}: KRG_WRAPPING_KEY_SPEC={spec}");
+        if let Some(a) = env["KRG_WRAPPING_ALGORITHM"].as_str() {
+            assert!(algorithms.contains(&a), "{overrides:?}: KRG_WRAPPING_ALGORITHM={a} is not allowed");
+        }
         let imk = allowing(&sts, "kms:ImportKeyMaterial");
         assert!(!imk.is_empty(), "{overrides:?}: ImportKeyMaterial missing");
         for st in &imk {
