@@ -1,5 +1,8 @@
 //! The auditor's view: one row per resource with its key, the key's age and the verdict,
-//! rendered as a table, JSON or CSV. Built from the same assessments the handlers make.
+//! rendered as a table, JSON, CSV or one self-contained HTML page (`html`). Built from the
+//! same assessments the handlers make.
+
+pub mod html;
 
 use std::io::IsTerminal;
 
@@ -28,6 +31,21 @@ pub struct AuditRow {
     /// From the rotation tag, as YYYY-MM-DD.
     pub rotation_date: Option<String>,
     pub key_age_days: Option<i64>,
+    /// `rotation_date` + maxKeyAgeDays, as YYYY-MM-DD: when the next rotation is due.
+    pub next_rotation_due: Option<String>,
+    /// The key's state (Enabled, PendingImport, …).
+    pub key_state: Option<String>,
+    /// The newest date KMS itself records key material taking effect (ListKeyRotations,
+    /// else creation), as YYYY-MM-DD; `None` where KMS's history was not readable.
+    pub kms_rotation_date: Option<String>,
+    /// DescribeKey's CurrentKeyMaterialId.
+    pub key_material_id: Option<String>,
+    /// KEY_MATERIAL_EXPIRES or KEY_MATERIAL_DOES_NOT_EXPIRE (imported material).
+    pub expiration_model: Option<String>,
+    /// When the current imported material expires (RFC 3339).
+    pub material_valid_to: Option<String>,
+    /// Whether the customer's HSM holds the current material; `None` where not known.
+    pub hsm_holds_material: Option<bool>,
     pub compliance: Compliance,
     pub annotation: String,
 }
@@ -64,10 +82,35 @@ impl AuditRow {
             origin: facts.map(|f| f.origin.clone()),
             rotation_date: rotated.map(|d| d.format("%Y-%m-%d").to_string()),
             key_age_days: rotated.map(|d| now.signed_duration_since(d).num_days().max(0)),
+            next_rotation_due: rotated
+                .and_then(|d| d.checked_add_signed(chrono::Duration::days(params.max_key_age_days)))
+                .map(|d| d.format("%Y-%m-%d").to_string()),
+            key_state: facts.map(|f| f.state.clone()),
+            kms_rotation_date: facts.and_then(|f| f.newest_material_date()).map(|d| d.format("%Y-%m-%d").to_string()),
+            key_material_id: facts.and_then(|f| f.current_material_id.clone()),
+            expiration_model: facts.and_then(|f| f.expiry().0.map(str::to_string)),
+            material_valid_to: facts
+                .and_then(|f| f.expiry().1)
+                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            // Custody is known to the rotation records, not to the key's facts: wired by the caller.
+            hsm_holds_material: None,
             compliance: a.verdict.compliance,
             annotation: a.verdict.annotation.clone(),
         }
     }
+}
+
+/// The JSON export: exactly the bytes `scan --format json` prints, and exactly the bytes
+/// whose SHA-256 the HTML report embeds as evidence.
+pub fn json(rows: &[AuditRow]) -> String {
+    // Serialising plain strings, numbers and options cannot fail.
+    serde_json::to_string_pretty(rows).expect("audit rows serialise") + "\n"
+}
+
+/// The lowercase hex SHA-256 of `bytes`, as `sha256sum` prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A plain-text table; coloured verdicts when `colour`.
@@ -163,7 +206,7 @@ pub fn colour_stdout() -> bool {
 mod tests {
     use super::*;
 
-    fn row(annotation: &str) -> AuditRow {
+    pub(super) fn row(annotation: &str) -> AuditRow {
         AuditRow {
             account: "111122223333".into(),
             region: "eu-west-1".into(),
@@ -176,9 +219,21 @@ mod tests {
             origin: Some("EXTERNAL".into()),
             rotation_date: Some("2026-01-01".into()),
             key_age_days: Some(326),
+            next_rotation_due: Some("2027-01-01".into()),
+            key_state: Some("Enabled".into()),
+            kms_rotation_date: None,
+            key_material_id: None,
+            expiration_model: None,
+            material_valid_to: None,
+            hsm_holds_material: None,
             compliance: Compliance::NonCompliant,
             annotation: annotation.into(),
         }
+    }
+
+    #[test]
+    fn sha256_matches_the_known_vector() {
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

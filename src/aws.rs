@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -16,7 +16,6 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::error::Error;
@@ -36,7 +35,14 @@ pub struct Aws {
     rds: OnceLock<aws_sdk_rds::Client>,
     dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
     s3: OnceLock<aws_sdk_s3::Client>,
+    /// KMS clients acting as an assumed role, by role ARN, with the credentials' expiry:
+    /// warm invocations reuse them instead of calling sts:AssumeRole each time.
+    assumed: Mutex<BTreeMap<String, (aws_sdk_kms::Client, SystemTime)>>,
 }
+
+/// Assumed-role credentials are renewed this long before they expire: Lambda's longest
+/// timeout (900 s), so credentials taken at the start of an invocation outlive it.
+pub const CREDENTIAL_RENEWAL_MARGIN: Duration = Duration::from_secs(15 * 60);
 
 /// Every call gets a connect and an operation timeout, so a hung endpoint becomes a
 /// retried, then failed, call, never a Lambda killed mid-report.
@@ -71,6 +77,7 @@ impl Aws {
             rds: OnceLock::new(),
             dynamodb: OnceLock::new(),
             s3: OnceLock::new(),
+            assumed: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -125,6 +132,55 @@ impl Aws {
             b.push_interceptor(i);
         }
         aws_sdk_kms::Client::from_conf(b.build())
+    }
+
+    /// A KMS client for another Region (multi-Region replica keys), with this one's
+    /// credentials, endpoint override and interceptors.
+    pub fn kms_in_region(&self, region: &str) -> aws_sdk_kms::Client {
+        let mut b = aws_sdk_kms::config::Builder::from(&self.config)
+            .region(aws_sdk_kms::config::Region::new(region.to_owned()));
+        if let Some(url) = self.endpoint("kms") {
+            b = b.endpoint_url(url);
+        }
+        for i in self.interceptors() {
+            b.push_interceptor(i);
+        }
+        aws_sdk_kms::Client::from_conf(b.build())
+    }
+
+    /// A KMS client acting as `role_arn`, from the process-wide cache while its credentials
+    /// have more than [`CREDENTIAL_RENEWAL_MARGIN`] left, else from a new sts:AssumeRole.
+    pub async fn kms_as_role(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+    ) -> Result<aws_sdk_kms::Client, SdkError<aws_sdk_sts::operation::assume_role::AssumeRoleError, HttpResponse>> {
+        let fresh = |expiry: &SystemTime| {
+            expiry.duration_since(SystemTime::now()).is_ok_and(|left| left > CREDENTIAL_RENEWAL_MARGIN)
+        };
+        if let Some((client, _)) =
+            self.assumed.lock().ok().and_then(|m| m.get(role_arn).cloned()).filter(|(_, e)| fresh(e))
+        {
+            return Ok(client);
+        }
+        let out = self.sts().assume_role().role_arn(role_arn).role_session_name(session_name).send().await?;
+        let Some(c) = out.credentials() else {
+            // AWS always returns credentials with a 200; never cache a response without them.
+            return Err(SdkError::construction_failure("sts:AssumeRole returned no credentials"));
+        };
+        let expiry = SystemTime::try_from(*c.expiration()).unwrap_or(SystemTime::UNIX_EPOCH);
+        let creds = aws_sdk_kms::config::Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            Some(expiry),
+            "kms-rotation-guard-assumed-role",
+        );
+        let client = self.kms_with(Some(creds));
+        if let Ok(mut m) = self.assumed.lock() {
+            m.insert(role_arn.to_string(), (client.clone(), expiry));
+        }
+        Ok(client)
     }
 
     pub fn sts(&self) -> &aws_sdk_sts::Client {
@@ -210,6 +266,10 @@ pub enum FailureKind {
     Transient,
     /// The endpoint does not implement the operation (emulators).
     Unsupported,
+    /// AWS implements the operation but not for this resource: KMS's
+    /// `UnsupportedOperationException`, e.g. ListKeyRotations on a key in a custom key
+    /// store. Permanent, and a fact about the resource; kept apart from `Unsupported`.
+    NotForThisResource,
     Other,
 }
 
@@ -243,6 +303,7 @@ const THROTTLING: &[&str] = &[
 const DENIED: &[&str] = &["AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"];
 const NOT_FOUND: &[&str] =
     &["NotFoundException", "NoSuchBucket", "ResourceNotFoundException", "DBInstanceNotFound", "DBClusterNotFoundFault"];
+const NOT_FOR_THIS_RESOURCE: &[&str] = &["UnsupportedOperationException"];
 const UNSUPPORTED: &[&str] =
     &["NotImplemented", "NotImplementedException", "UnknownOperationException", "InvalidAction"];
 
@@ -270,6 +331,8 @@ where
                 FailureKind::Denied
             } else if NOT_FOUND.contains(&c) {
                 FailureKind::NotFound
+            } else if NOT_FOR_THIS_RESOURCE.contains(&c) {
+                FailureKind::NotForThisResource
             } else {
                 FailureKind::Other
             }
@@ -278,10 +341,31 @@ where
     };
     let message = match (err, &code) {
         (SdkError::ServiceError(_), Some(c)) => format!("{c}: {}", err.message().unwrap_or("no message")),
+        // The class reads the code from the head of the message (error::ErrorClass::of_aws).
+        (SdkError::ServiceError(_), None) if kind == FailureKind::Denied => {
+            format!("AccessDenied (HTTP {}, named in an unparseable body)", status.unwrap_or(0))
+        }
         (SdkError::ServiceError(_), None) => format!("HTTP {}", status.unwrap_or(0)),
-        _ => DisplayErrorContext(err).to_string(),
+        // Each cause's Display, never the Debug dump that DisplayErrorContext appends:
+        // the message is read by people (log line, Config's failure view).
+        _ => cause_chain(err),
     };
     Failure { kind, code, message }
+}
+
+/// "outer: cause: root cause", skipping a cause whose text the outer one already holds.
+fn cause_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        next = e.source();
+    }
+    out
 }
 
 /// Whether an error body without a parseable code still names an access denial.
@@ -303,7 +387,8 @@ where
 {
     move |e| {
         let f = classify(&e);
-        tracing::warn!(operation, kind = ?f.kind, error = %f.message, "AWS call failed");
+        // DEBUG only: the invocation fails with this error and logs it once, at ERROR.
+        tracing::debug!(operation, kind = ?f.kind, error = %f.message, "AWS call failed");
         f.into_error(operation)
     }
 }

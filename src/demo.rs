@@ -39,6 +39,9 @@ const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 pub struct DemoOptions {
     pub tools: PathBuf,
     pub json: bool,
+    /// Where the auditor's HTML reports (and their JSON payloads) before and after
+    /// rotation are written.
+    pub report_dir: PathBuf,
 }
 
 #[derive(Serialize)]
@@ -47,6 +50,8 @@ pub struct DemoReport {
     pub before: Vec<AuditRow>,
     pub rotations: Vec<RotationRecord>,
     pub after: Vec<AuditRow>,
+    /// before.html, before.json, after.html, after.json.
+    pub reports: Vec<PathBuf>,
     pub seconds: f64,
     /// The emulators' endpoints, all stopped by the time the report is returned.
     pub endpoints: Vec<String>,
@@ -210,8 +215,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
 
     // 3. Evaluate as Lambda does.
     say("\n== Periodic evaluation by the three rule handlers (TestMode)");
-    say("   (LocalStack has no ListKeyRotations: tags are cross-checked against the current key material id)");
-    let before = evaluate(&workloads).await?;
+    // The emulator's gap, said once (the rotation's own per-key warning is muted in the demo).
+    say("   (LocalStack has no ListKeyRotations: tags are cross-checked against the current key material id,");
+    say("    and the rotations below cannot show the key's remaining on-demand rotation quota)");
+    let before_at = Utc::now();
+    let before = evaluate(&workloads, before_at).await?;
     if !opts.json {
         print!("{}", crate::audit::table(&before, crate::audit::colour_stdout()));
     }
@@ -240,7 +248,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
 
     // 5. Evaluate again.
     say("\n== Evaluation after rotation");
-    let after = evaluate(&workloads).await?;
+    let after_at = Utc::now();
+    let after = evaluate(&workloads, after_at).await?;
     if !opts.json {
         print!("{}", crate::audit::table(&after, crate::audit::colour_stdout()));
         let fixed = before.iter().zip(&after).filter(|(b, a)| b.compliance != a.compliance).count();
@@ -253,7 +262,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             }
         }
     }
-    // 6. Everything started is stopped as `workloads`, `localstack` and `tmp` drop.
+    // 6. The auditor's reports.
+    let mut reports = write_report(&opts.report_dir, "before", &workloads, before_at, &before)?;
+    reports.extend(write_report(&opts.report_dir, "after", &workloads, after_at, &after)?);
+    say("\n== The auditor's reports (self-contained HTML; the JSON is the payload its SHA-256 covers)");
+    for p in &reports {
+        say(&format!("   {}", p.display()));
+    }
+
+    // 7. Everything started is stopped as `workloads`, `localstack` and `tmp` drop.
     let mut endpoints: Vec<String> = workloads.iter().map(|w| w._moto.endpoint.clone()).collect();
     endpoints.push(localstack.endpoint.clone());
     drop(workloads);
@@ -261,7 +278,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let _ = std::fs::remove_dir_all(&tmp);
     let seconds = started.elapsed().as_secs_f64();
     say(&format!("\nDone in {seconds:.1} s; all emulators stopped."));
-    Ok(DemoReport { before, rotations, after, seconds, endpoints })
+    Ok(DemoReport { before, rotations, after, reports, seconds, endpoints })
 }
 
 /// The demo's rotations: LocalStack's ImportKeyMaterial rejects RSA_AES_KEY_WRAP_SHA_1
@@ -279,10 +296,33 @@ async fn tag(aws: &Aws, key: &str, k: &str, v: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn params() -> RuleParams {
+    RuleParams { key_reader_role_name: Some(READER_ROLE.into()), ..RuleParams::default() }
+}
+
+/// `<stage>.html` and `<stage>.json` in `dir`; returns their paths.
+fn write_report(
+    dir: &Path,
+    stage: &str,
+    workloads: &[Workload],
+    at: chrono::DateTime<Utc>,
+    rows: &[AuditRow],
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = &dir.canonicalize()?;
+    let accounts = workloads.iter().map(|w| w.account.to_string()).collect();
+    let header = crate::audit::html::ReportHeader::new(accounts, REGION, at, &params());
+    let html = dir.join(format!("{stage}.html"));
+    let json = dir.join(format!("{stage}.json"));
+    std::fs::write(&html, crate::audit::html::render(&header, rows))
+        .with_context(|| format!("cannot write {}", html.display()))?;
+    std::fs::write(&json, crate::audit::json(rows)).with_context(|| format!("cannot write {}", json.display()))?;
+    Ok(vec![html, json])
+}
+
 /// Every rule's periodic handler in every workload account, as Lambda runs it.
-async fn evaluate(workloads: &[Workload]) -> anyhow::Result<Vec<AuditRow>> {
-    let now = Utc::now();
-    let params = RuleParams { key_reader_role_name: Some(READER_ROLE.into()), ..RuleParams::default() };
+async fn evaluate(workloads: &[Workload], now: chrono::DateTime<Utc>) -> anyhow::Result<Vec<AuditRow>> {
+    let params = params();
     let mut rows = Vec::new();
     for w in workloads {
         for rule in crate::rule::ALL {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -37,6 +38,9 @@ pub struct Outcome {
     /// Resources actually judged (not NOT_APPLICABLE items and stale results).
     pub assessments: Vec<Assessment>,
     pub put_evaluation_calls: usize,
+    /// When each stage of a sweep finished, from the start of the sweep (the stages
+    /// overlap: keys are read while the enumeration goes on). Empty for change events.
+    pub stages: Vec<(&'static str, std::time::Duration)>,
 }
 
 /// The whole Lambda handler: parse, evaluate, report.
@@ -48,8 +52,12 @@ pub async fn handle(
     deadline: Option<Instant>,
 ) -> Result<Outcome, Error> {
     let inv = event::parse(payload)?;
+    let started = Instant::now();
     let mut outcome = evaluate(aws, rule, &inv, now, deadline).await?;
     outcome.put_evaluation_calls = report::put_evaluations(aws, &inv.result_token, &outcome.evaluations).await?;
+    if !outcome.stages.is_empty() {
+        outcome.stages.push(("reported", started.elapsed()));
+    }
     tracing::info!(
         rule = rule.name,
         evaluations = outcome.evaluations.len(),
@@ -83,13 +91,30 @@ pub async fn evaluate(
                 };
                 return Ok(not_applicable(&summary.resource_type, &summary.resource_id, why, summary.captured));
             }
+            // Decided from the summary: fetching a history this rule cannot judge would
+            // spend a call, and fail the invocation on a type GetResourceConfigHistory lacks.
+            if !ResourceType::parse(&summary.resource_type).is_some_and(|t| rule.resource_types.contains(&t)) {
+                let why = format!(
+                    "resource type {} is not evaluated by this rule",
+                    crate::key::reference::truncate_chars(&summary.resource_type, 60)
+                );
+                return Ok(not_applicable(&summary.resource_type, &summary.resource_id, why, summary.captured));
+            }
             let item = fetch_item(aws, summary).await?;
             evaluate_item(aws, rule, inv, &params, &item, summary.captured, now).await
         }
         Trigger::Periodic { notified } => {
             let home = Home::new(aws.region(), inv.account_id.clone());
-            let sweep = sweep(aws, rule, &params, &home, now);
-            let mut outcome = match deadline {
+            // Earlier results are read while the sweep runs: neither waits for the other.
+            // TestMode results are never recorded, so there is nothing stale to retire.
+            let stale_candidates = async {
+                match (inv.test_mode(), inv.rule_name()) {
+                    (false, Some(name)) => report::recorded_results(aws, name).await.map(Some),
+                    _ => Ok(None),
+                }
+            };
+            let sweep = async { tokio::try_join!(sweep(aws, rule, &params, &home, now), stale_candidates) };
+            let (mut outcome, recorded) = match deadline {
                 Some(d) => tokio::time::timeout_at(d - DEADLINE_MARGIN, sweep).await.map_err(|_| {
                     Error::Deadline(format!(
                         "the periodic sweep did not finish {}s before the Lambda timeout; nothing was reported",
@@ -99,9 +124,7 @@ pub async fn evaluate(
                 None => sweep.await?,
             };
             outcome.evaluations = outcome.assessments.iter().map(|a| to_evaluation(a, *notified)).collect();
-            // TestMode results are never recorded, so there is nothing stale to retire.
-            if let (false, Some(name)) = (inv.test_mode(), inv.rule_name()) {
-                let recorded = report::recorded_results(aws, name).await?;
+            if let Some(recorded) = recorded {
                 for (t, id) in report::stale(&recorded, &outcome.evaluations) {
                     outcome.evaluations.push(Evaluation {
                         resource_type: t,
@@ -117,7 +140,9 @@ pub async fn evaluate(
     }
 }
 
-/// Enumerates and judges every resource of the rule's types in `home`.
+/// Enumerates and judges every resource of the rule's types in `home`, as a pipeline: the
+/// families are listed at the same time, and each resource's key is looked up (once per
+/// key, shared) as soon as the resource arrives, while the enumeration goes on.
 pub async fn sweep(
     aws: &Aws,
     rule: Rule,
@@ -125,22 +150,102 @@ pub async fn sweep(
     home: &Home,
     now: DateTime<Utc>,
 ) -> Result<Outcome, Error> {
-    let resources = enumerate(aws, rule.resource_types, home).await?;
-    let assessments = assess(aws, params, &home.account, resources, now).await?;
-    Ok(Outcome { assessments, ..Outcome::default() })
+    let started = Instant::now();
+    let reader = KeyReader::new(aws, params, &home.account);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Resource>();
+    let enumerated = async move {
+        let send = move |r: Resource| {
+            // The receiver lives until the enumeration ends; a send cannot fail before.
+            let _ = tx.send(r);
+        };
+        enumerate_each(aws, rule.resource_types, home, &send).await?;
+        Ok::<_, Error>(started.elapsed())
+    };
+    let judged = async {
+        let mut assessments = Vec::new();
+        let mut pending = futures_util::stream::FuturesUnordered::new();
+        let mut open = true;
+        let mut last_lookup = std::time::Duration::ZERO;
+        loop {
+            tokio::select! {
+                r = rx.recv(), if open => match r {
+                    Some(resource) => pending.push(judge(&reader, resource, params, now)),
+                    None => open = false,
+                },
+                Some(a) = pending.next(), if !pending.is_empty() => {
+                    let (a, looked_up) = a?;
+                    if looked_up {
+                        last_lookup = started.elapsed();
+                    }
+                    assessments.push(a);
+                }
+                else => break,
+            }
+        }
+        Ok::<_, Error>((assessments, last_lookup))
+    };
+    let (enumeration, (mut assessments, keys)) = tokio::try_join!(enumerated, judged)?;
+    // Completion order is the network's; report in a stable order.
+    assessments.sort_by(|a, b| {
+        (a.resource.resource_type, &a.resource.resource_id).cmp(&(b.resource.resource_type, &b.resource.resource_id))
+    });
+    let stages = vec![("enumerated", enumeration), ("keys read", keys), ("judged", started.elapsed())];
+    Ok(Outcome { assessments, stages, ..Outcome::default() })
 }
 
+/// One resource: its key's facts (shared with every resource on the key), then the verdict.
+/// Also says whether it waited for a key.
+async fn judge(
+    reader: &KeyReader<'_>,
+    resource: Resource,
+    params: &RuleParams,
+    now: DateTime<Utc>,
+) -> Result<(Assessment, bool), Error> {
+    let lookup = match &resource.protection {
+        Protection::Kms(k) => Some(reader.look_up(k, &resource.home).await?),
+        _ => None,
+    };
+    let verdict = decide(&resource.protection, lookup.as_deref(), params, now);
+    let looked_up = lookup.is_some();
+    Ok((Assessment { resource, lookup, verdict }, looked_up))
+}
+
+/// Every resource of `types` in `home`, each handed to `found` as it is read; the
+/// families are listed at the same time.
+pub async fn enumerate_each(
+    aws: &Aws,
+    types: &[ResourceType],
+    home: &Home,
+    found: &(dyn Fn(Resource) + Send + Sync),
+) -> Result<(), Error> {
+    let rds = async {
+        if types.iter().any(|t| matches!(t, ResourceType::RdsDbInstance | ResourceType::RdsDbCluster)) {
+            rds::enumerate(aws, home, types, found).await?;
+        }
+        Ok::<_, Error>(())
+    };
+    let dynamodb = async {
+        if types.contains(&ResourceType::DynamoDbTable) {
+            dynamodb::enumerate(aws, home, found).await?;
+        }
+        Ok::<_, Error>(())
+    };
+    let s3 = async {
+        if types.contains(&ResourceType::S3Bucket) {
+            s3::enumerate(aws, home, found).await?;
+        }
+        Ok::<_, Error>(())
+    };
+    tokio::try_join!(rds, dynamodb, s3)?;
+    Ok(())
+}
+
+/// Every resource of `types` in `home`, in a stable order (the `scan` command).
 pub async fn enumerate(aws: &Aws, types: &[ResourceType], home: &Home) -> Result<Vec<Resource>, Error> {
-    let mut out = Vec::new();
-    if types.iter().any(|t| matches!(t, ResourceType::RdsDbInstance | ResourceType::RdsDbCluster)) {
-        out.extend(rds::enumerate(aws, home, types).await?);
-    }
-    if types.contains(&ResourceType::DynamoDbTable) {
-        out.extend(dynamodb::enumerate(aws, home).await?);
-    }
-    if types.contains(&ResourceType::S3Bucket) {
-        out.extend(s3::enumerate(aws, home).await?);
-    }
+    let found = std::sync::Mutex::new(Vec::new());
+    enumerate_each(aws, types, home, &|r| found.lock().expect("resource list poisoned").push(r)).await?;
+    let mut out = found.into_inner().expect("resource list poisoned");
+    out.sort_by(|a, b| (a.resource_type, &a.resource_id).cmp(&(b.resource_type, &b.resource_id)));
     Ok(out)
 }
 
@@ -157,8 +262,7 @@ pub async fn assess(
         Protection::Kms(k) => Some((k, &r.home)),
         _ => None,
     });
-    let lookups: HashMap<String, Arc<KeyLookup>> =
-        reader.look_up_all(refs).await?.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+    let lookups: HashMap<String, Arc<KeyLookup>> = reader.look_up_all(refs).await?;
     Ok(resources
         .into_iter()
         .map(|resource| {
@@ -173,6 +277,13 @@ pub async fn assess(
 }
 
 fn to_evaluation(a: &Assessment, at: DateTime<Utc>) -> Evaluation {
+    // The audit trail: what was decided for each resource, not only counts.
+    let key = match (a.lookup.as_deref(), &a.resource.protection) {
+        (Some(KeyLookup::Found(f)), _) => f.key_arn.clone(),
+        (_, Protection::Kms(r)) => r.to_string(),
+        _ => "-".into(),
+    };
+    tracing::info!(resourceType = a.resource.resource_type.as_str(), resource = %a.resource.resource_id, key, compliance = a.verdict.compliance.as_str(), annotation = %a.verdict.annotation, "verdict");
     Evaluation {
         resource_type: a.resource.resource_type.as_str().to_string(),
         resource_id: a.resource.resource_id.clone(),
@@ -217,7 +328,7 @@ async fn evaluate_item(
         Item::Evaluate(r) => {
             let assessments = assess(aws, params, &inv.account_id, vec![r], now).await?;
             let evaluations = assessments.iter().map(|a| to_evaluation(a, captured)).collect();
-            Ok(Outcome { evaluations, assessments, put_evaluation_calls: 0 })
+            Ok(Outcome { evaluations, assessments, ..Outcome::default() })
         }
     }
 }

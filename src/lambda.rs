@@ -1,58 +1,182 @@
 //! The Lambda side: runtime loop, logging, one shared `Aws` per process.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use lambda_runtime::{service_fn, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
 
 use crate::aws::Aws;
+use crate::error::{ErrorClass, Failed};
+use crate::remediation::{Admission, Outcome, RemediationError};
+use crate::rotation::hsm::{HsmPin, KeyMaterialSource, Pkcs11Source, WrappingAlgorithm, WrappingKeySpec};
+use crate::rotation::{ReimportRequest, RotationError, RotationRequest, Rotator, Strategy};
 use crate::rule::Rule;
+
+/// Serves invocations until the runtime stops. Each failure is logged once, at ERROR with
+/// its errorType (lambda_runtime's own repeat of it is filtered in `logging`), and reaches
+/// the Runtime API as a `Diagnostic` with that stable errorType.
+async fn serve<F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(LambdaEvent<Value>) -> Fut,
+    Fut: Future<Output = Result<Value, Failed>> + Send + 'static,
+{
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
+        // Boxed: the handler's future nests deep enough to overflow rustc's layout queries
+        // inside lambda_runtime's layers.
+        let run: std::pin::Pin<Box<dyn Future<Output = Result<Value, Failed>> + Send>> = Box::pin(handler(ev));
+        async move {
+            run.await.map_err(|failed| {
+                failed.log();
+                Diagnostic::from(failed)
+            })
+        }
+    }))
+    .await
+}
 
 /// Runs a rule handler until the runtime stops it. Clients are built on first use, so
 /// start-up does no work the first event does not need.
 pub async fn run_rule(rule: Rule) -> Result<(), lambda_runtime::Error> {
     crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
+    serve(move |ev: LambdaEvent<Value>| {
         let aws = aws.clone();
         async move {
             let deadline = tokio::time::Instant::now()
                 + ev.context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();
-            match crate::handler::handle(&aws, rule, ev.payload, chrono::Utc::now(), Some(deadline)).await {
-                Ok(o) => Ok::<_, lambda_runtime::Error>(json!({ "evaluations": o.evaluations.len() })),
-                Err(e) => {
-                    // Failing the invocation makes Config retry; the cause goes to the log.
-                    tracing::error!(error = %e, transient = e.is_transient(), "evaluation failed");
-                    Err(e.into())
-                }
-            }
+            // Failing the invocation makes Config retry; the cause goes to the log.
+            let outcome = crate::handler::handle(&aws, rule, ev.payload, chrono::Utc::now(), Some(deadline))
+                .await
+                .map_err(|e| Failed::of(&e))?;
+            Ok(json!({ "evaluations": outcome.evaluations.len() }))
         }
-    }))
+    })
     .await
 }
 
-/// What the SSM Automation document sends (see security-account.yaml).
-#[derive(Debug, serde::Deserialize)]
+/// What the SSM Automation document sends (contracts.md; security-account.yaml).
+#[derive(Debug, Clone, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RemediationRequest {
+    /// `rotate` (default) or `reimport`.
+    #[serde(default)]
+    pub action: Option<String>,
     /// Alias, alias ARN, key id or key ARN of the key to rotate.
     pub key_id: String,
-    /// The non-compliant resource, for the audit log only.
+    /// The NON_COMPLIANT resource's Config resourceId, for the audit log.
     #[serde(default)]
     pub resource_id: Option<String>,
+    /// `rds`, `dynamodb` or `s3`: alias-swap is refused for rds and dynamodb.
+    #[serde(default)]
+    pub resource_type: Option<String>,
     /// `in-place` (default) or `alias-swap`.
     #[serde(default)]
     pub strategy: Option<String>,
+    /// The rule's InputParameters as Config passes them: a JSON string. Empty: defaults.
+    #[serde(default)]
+    pub rule_parameters: Option<String>,
+    /// Reimport only: the material to import again (absent: every one that needs it).
+    #[serde(default)]
+    pub key_material_id: Option<String>,
 }
 
-/// Settings of the remediation function, from its environment (template: security-account.yaml).
-struct RemediationSettings {
-    module: String,
-    token_label: String,
-    pin_secret_arn: Option<String>,
-    allow_alias_swap: bool,
-    key_tag_value: Option<String>,
-    date_tag: String,
+/// What to do, from a [`RemediationRequest`] that passed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemediationAction {
+    Rotate,
+    Reimport { key_material_id: Option<String> },
+}
+
+/// A validated request: every field parsed, nothing looked up yet.
+#[derive(Debug, Clone)]
+pub struct ValidRequest {
+    pub action: RemediationAction,
+    pub key_id: String,
+    pub resource_id: Option<String>,
+    pub resource_kind: Option<crate::remediation::ResourceKind>,
+    pub strategy: crate::rotation::Strategy,
+    pub params: crate::params::RuleParams,
+    /// `rotationTagKey` was given in ruleParameters (else the function's KRG_ROTATION_TAG_KEY applies).
+    pub tag_key_given: bool,
+}
+
+impl RemediationRequest {
+    /// Parses and checks a payload; every failure is a [`RemediationError::MalformedPayload`].
+    pub fn parse(payload: Value) -> Result<ValidRequest, RemediationError> {
+        const FIELDS: &str = "action, keyId, resourceId, resourceType, strategy, ruleParameters, keyMaterialId";
+        let bad = RemediationError::MalformedPayload;
+        if !payload.is_object() {
+            return Err(bad(format!("expected a JSON object with {FIELDS}")));
+        }
+        let r: RemediationRequest =
+            serde_json::from_value(payload).map_err(|e| bad(format!("{e} (fields: {FIELDS})")))?;
+        let action = match r.action.as_deref().map(str::trim).unwrap_or("rotate") {
+            "rotate" | "" => {
+                if r.key_material_id.is_some() {
+                    return Err(bad("keyMaterialId is only for action \"reimport\"".into()));
+                }
+                RemediationAction::Rotate
+            }
+            "reimport" => RemediationAction::Reimport {
+                key_material_id: r.key_material_id.map(|m| m.trim().to_string()).filter(|m| !m.is_empty()),
+            },
+            other => {
+                return Err(bad(format!(
+                    "unknown action {:?}: use rotate or reimport",
+                    crate::key::reference::truncate_chars(other, 40)
+                )))
+            }
+        };
+        let strategy: crate::rotation::Strategy =
+            r.strategy.as_deref().map(str::trim).unwrap_or("in-place").parse().map_err(|_| {
+                bad(format!(
+                    "unknown strategy {:?}: use in-place or alias-swap",
+                    crate::key::reference::truncate_chars(r.strategy.as_deref().unwrap_or_default(), 40)
+                ))
+            })?;
+        let resource_kind =
+            r.resource_type.as_deref().filter(|t| !t.trim().is_empty()).map(str::parse).transpose().map_err(bad)?;
+        let key_id = r.key_id.trim().to_string();
+        if !key_id.is_empty() {
+            crate::key::KeyRef::parse(&key_id).map_err(|e| bad(format!("keyId: {e}")))?;
+        } else if r.resource_id.as_deref().is_none_or(|id| id.trim().is_empty()) {
+            return Err(bad("keyId is empty and no resourceId says which resource has no key".into()));
+        }
+        let raw = r.rule_parameters.as_deref().map(str::trim).unwrap_or("");
+        let params = crate::params::RuleParams::parse(Some(raw))
+            .map_err(|e| bad(format!("ruleParameters (the rule's InputParameters as a JSON string): {e}")))?;
+        let tag_key_given = serde_json::from_str::<Value>(raw).ok().is_some_and(|v| v.get("rotationTagKey").is_some());
+        Ok(ValidRequest {
+            action,
+            key_id,
+            resource_id: r.resource_id.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
+            resource_kind,
+            strategy,
+            params,
+            tag_key_given,
+        })
+    }
+}
+
+/// Settings of the remediation function, from its environment (security-account.yaml).
+/// Read as given and validated by [`remediate`] after the payload, so that a bad payload is
+/// reported as such even on a misconfigured function.
+pub struct RemediationSettings {
+    pub hsm: Option<String>,
+    pub module: Option<String>,
+    pub token_label: Option<String>,
+    pub pin_secret_arn: Option<String>,
+    /// Set only to be refused: the function never reads a PIN from its environment.
+    pub env_pin_present: bool,
+    pub allow_alias_swap: bool,
+    pub key_tag_value: Option<String>,
+    pub date_tag: Option<String>,
+    pub wrapping_algorithm: Option<String>,
+    pub wrapping_key_spec: Option<String>,
+    /// How long a claim settles before it is read back (KRG_CLAIM_SETTLE_MS).
+    pub claim_settle: std::time::Duration,
+    source: tokio::sync::OnceCell<&'static dyn KeyMaterialSource>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -60,77 +184,199 @@ fn env(name: &str) -> Option<String> {
 }
 
 impl RemediationSettings {
-    fn from_env() -> Result<Self, lambda_runtime::Error> {
-        if env("KRG_HSM").as_deref().unwrap_or("pkcs11") != "pkcs11" {
-            // The software source exists for development; Lambda rotates only from an HSM.
-            return Err("KRG_HSM must be pkcs11: the remediation function only rotates with an HSM".into());
-        }
-        Ok(RemediationSettings {
-            module: env("KRG_PKCS11_MODULE")
-                .ok_or("KRG_PKCS11_MODULE is not set (path of the HSM's PKCS#11 library)")?,
-            token_label: env("KRG_TOKEN_LABEL").ok_or("KRG_TOKEN_LABEL is not set")?,
-            pin_secret_arn: env("KRG_PIN_SECRET_ARN"),
-            allow_alias_swap: env("KRG_ALLOW_ALIAS_SWAP").is_some_and(|v| v.eq_ignore_ascii_case("true")),
-            key_tag_value: env("KRG_KEY_TAG_VALUE"),
-            date_tag: env("KRG_ROTATION_TAG_KEY").unwrap_or_else(|| crate::rotation::DATE_TAG.into()),
-        })
+    pub fn from_env() -> Self {
+        Self::from_lookup(env)
     }
 
-    /// The PIN from Secrets Manager (KRG_PIN_SECRET_ARN), else KRG_PKCS11_PIN.
-    async fn pin(&self, aws: &Aws) -> Result<crate::rotation::hsm::HsmPin, lambda_runtime::Error> {
-        if let Some(arn) = &self.pin_secret_arn {
-            let client = aws_sdk_secretsmanager::Client::new(aws.sdk_config());
-            let out =
-                client.get_secret_value().secret_id(arn).send().await.map_err(|e| {
-                    format!("cannot read the HSM PIN secret {arn}: {}", crate::aws::classify(&e).message)
-                })?;
-            let pin = out.secret_string().ok_or("the HSM PIN secret has no SecretString")?;
-            return Ok(crate::rotation::hsm::HsmPin::new(pin.trim()));
+    /// From any variable source (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |n: &str| get(n).filter(|v| !v.trim().is_empty());
+        RemediationSettings {
+            hsm: get("KRG_HSM"),
+            module: get("KRG_PKCS11_MODULE"),
+            token_label: get("KRG_TOKEN_LABEL"),
+            pin_secret_arn: get("KRG_PIN_SECRET_ARN"),
+            env_pin_present: get("KRG_PKCS11_PIN").is_some(),
+            allow_alias_swap: get("KRG_ALLOW_ALIAS_SWAP").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            key_tag_value: get("KRG_KEY_TAG_VALUE"),
+            date_tag: get("KRG_ROTATION_TAG_KEY"),
+            wrapping_algorithm: get("KRG_WRAPPING_ALGORITHM"),
+            wrapping_key_spec: get("KRG_WRAPPING_KEY_SPEC"),
+            claim_settle: get("KRG_CLAIM_SETTLE_MS")
+                .and_then(|v| v.trim().parse().ok())
+                .map(std::time::Duration::from_millis)
+                .unwrap_or(crate::remediation::DEFAULT_CLAIM_SETTLE),
+            source: tokio::sync::OnceCell::new(),
         }
-        let pin = env("KRG_PKCS11_PIN").ok_or("set KRG_PIN_SECRET_ARN (or KRG_PKCS11_PIN) for the HSM PIN")?;
-        Ok(crate::rotation::hsm::HsmPin::new(pin))
+    }
+
+    /// Uses this key-material source instead of opening the PKCS#11 module (tests: SoftHSM).
+    pub fn with_source(self, source: &'static dyn KeyMaterialSource) -> Self {
+        let _ = self.source.set(source);
+        self
+    }
+
+    /// Every setting the function needs, with the variable to fix named.
+    pub fn validate(&self) -> Result<(), RemediationError> {
+        let bad = |m: &str| Err(RemediationError::InvalidSettings(m.to_string()));
+        if self.hsm.as_deref().unwrap_or("pkcs11") != "pkcs11" {
+            // The software source exists for development; Lambda rotates only from an HSM.
+            return bad("KRG_HSM must be pkcs11: the remediation function only rotates with an HSM");
+        }
+        if self.module.is_none() {
+            return bad("KRG_PKCS11_MODULE is not set (path of the HSM's PKCS#11 library)");
+        }
+        if self.token_label.is_none() {
+            return bad("KRG_TOKEN_LABEL is not set (label of the HSM token)");
+        }
+        if self.env_pin_present {
+            return bad("KRG_PKCS11_PIN is set: the remediation function reads the HSM PIN only from Secrets Manager \
+                 (KRG_PIN_SECRET_ARN); remove the variable, a PIN in the environment is visible to anyone who \
+                 can read the function's configuration");
+        }
+        if self.pin_secret_arn.is_none() {
+            return bad("KRG_PIN_SECRET_ARN is not set: the HSM PIN is read only from that Secrets Manager secret");
+        }
+        if let Some(a) = &self.wrapping_algorithm {
+            a.parse::<WrappingAlgorithm>()
+                .map_err(|e| RemediationError::InvalidSettings(format!("KRG_WRAPPING_ALGORITHM: {e}")))?;
+        }
+        if let Some(s) = &self.wrapping_key_spec {
+            s.parse::<WrappingKeySpec>()
+                .map_err(|e| RemediationError::InvalidSettings(format!("KRG_WRAPPING_KEY_SPEC: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The PIN from Secrets Manager (KRG_PIN_SECRET_ARN); there is no other source.
+    async fn pin(&self, aws: &Aws) -> Result<HsmPin, RemediationError> {
+        let arn = self
+            .pin_secret_arn
+            .as_deref()
+            .ok_or_else(|| RemediationError::InvalidSettings("KRG_PIN_SECRET_ARN is not set".into()))?;
+        let client = aws_sdk_secretsmanager::Client::new(aws.sdk_config());
+        let out = client.get_secret_value().secret_id(arn).send().await.map_err(|e| {
+            let f = crate::aws::classify(&e);
+            let message = format!("cannot read the HSM PIN secret {arn}: {}", f.message);
+            match f.kind {
+                crate::aws::FailureKind::Denied => {
+                    RemediationError::AccessDenied { operation: "secretsmanager:GetSecretValue".into(), message }
+                }
+                kind => RemediationError::Aws {
+                    operation: "secretsmanager:GetSecretValue",
+                    transient: kind == crate::aws::FailureKind::Transient,
+                    message,
+                },
+            }
+        })?;
+        let pin = out.secret_string().ok_or_else(|| {
+            RemediationError::InvalidSettings(format!("the HSM PIN secret {arn} has no SecretString"))
+        })?;
+        Ok(HsmPin::new(pin.trim()))
+    }
+
+    /// The HSM session, opened on first use and kept for the life of the process.
+    async fn source(&self, aws: &Aws) -> Result<&'static dyn KeyMaterialSource, RemediationError> {
+        self.source
+            .get_or_try_init(|| async {
+                let pin = self.pin(aws).await?;
+                let module = self.module.as_deref().unwrap_or_default();
+                let label = self.token_label.as_deref().unwrap_or_default();
+                let source = Pkcs11Source::open(module, label, &pin).map_err(RotationError::from)?;
+                // One session per process, like the SDK clients: never dropped before exit.
+                Ok::<&'static dyn KeyMaterialSource, RemediationError>(Box::leak(Box::new(source)))
+            })
+            .await
+            .copied()
     }
 }
 
-/// Runs the rotation remediation: one rotation per invocation, the HSM session opened on
+/// One remediation: validate the payload, then the settings, then gate and rotate.
+///
+/// A key that does not need rotating is a success, `{"status":"skipped","reason":…}`;
+/// a rotation answers `{"status":"rotated",…record}`. The Lambda never forces.
+pub async fn remediate(aws: &Aws, settings: &RemediationSettings, payload: Value) -> Result<Value, RemediationError> {
+    let req = RemediationRequest::parse(payload)?;
+    settings.validate()?;
+    let resource = req.resource_id.as_deref().unwrap_or("-");
+    if let RemediationAction::Reimport { key_material_id } = &req.action {
+        // Restores material KMS lost (expired, or deleted): no rotation, no quota spent, and
+        // only material the HSM kept can be imported again.
+        let source = settings.source(aws).await?;
+        let request =
+            ReimportRequest { key: req.key_id.clone(), key_material_id: key_material_id.clone(), dry_run: false };
+        tracing::info!(key = %request.key, resource, material = key_material_id.as_deref().unwrap_or("all pending"), "re-import requested");
+        let report = Rotator::new(aws, source).reimport(&request).await?;
+        let mut out = serde_json::to_value(&report).map_err(|e| RemediationError::Refused(e.to_string()))?;
+        out["status"] = json!("reimported");
+        return Ok(out);
+    }
+    let skipped = |reason: String| {
+        tracing::info!(key = %req.key_id, resource, reason = %reason, "remediation skipped");
+        Ok(json!({ "status": "skipped", "keyId": req.key_id, "resourceId": req.resource_id, "reason": reason }))
+    };
+    if let Some(reason) = crate::remediation::finding_check(&req.key_id, req.resource_kind, req.strategy) {
+        return skipped(reason);
+    }
+    if req.strategy == Strategy::AliasSwap && !settings.allow_alias_swap {
+        return Err(RemediationError::Refused(
+            "alias-swap is not allowed here (KRG_ALLOW_ALIAS_SWAP is not true): it is an operator's break-glass \
+             path"
+                .into(),
+        ));
+    }
+    let mut params = req.params.clone();
+    if !req.tag_key_given {
+        if let Some(t) = &settings.date_tag {
+            params.rotation_tag_key = t.clone();
+        }
+    }
+    let request = RotationRequest {
+        strategy: req.strategy,
+        date_tag: params.rotation_tag_key.clone(),
+        required_tag: settings.key_tag_value.clone().map(|v| ("kms-rotation-guard".to_string(), v)),
+        wrapping_algorithm: settings.wrapping_algorithm.as_deref().map(str::parse).transpose().ok().flatten(),
+        wrapping_key_spec: settings
+            .wrapping_key_spec
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(WrappingKeySpec::Rsa4096),
+        ..RotationRequest::new(req.key_id.clone())
+    };
+    tracing::info!(key = %request.key, resource, strategy = %req.strategy, "remediation requested");
+    let (key_arn, reason) = match crate::remediation::admit(aws, &request, &params).await? {
+        Admission::Skip(reason) => return skipped(reason),
+        Admission::Due { key_arn, reason } => (key_arn, reason),
+    };
+    // Only a key that is due needs the PIN and the HSM.
+    let source = settings.source(aws).await?;
+    let rotator = Rotator::new(aws, source);
+    let claim_id = crate::remediation::new_claim_id();
+    let settle = settings.claim_settle;
+    match crate::remediation::rotate_admitted(aws, &rotator, &request, &params, &key_arn, &reason, &claim_id, settle)
+        .await?
+    {
+        Outcome::Skipped(reason) => skipped(reason),
+        Outcome::Rotated { reason, record } => {
+            let mut out = serde_json::to_value(record).map_err(|e| RemediationError::Refused(e.to_string()))?;
+            out["status"] = json!("rotated");
+            out["reason"] = json!(reason);
+            out["resourceId"] = json!(req.resource_id);
+            Ok(out)
+        }
+        Outcome::Planned { reason, .. } => skipped(format!("dry run: {reason}")),
+    }
+}
+
+/// Runs the rotation remediation until the runtime stops it. The HSM session is opened on
 /// first use and kept for the life of the process.
 pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
-    use crate::rotation::{hsm::Pkcs11Source, RotationRequest, Rotator, Strategy};
     crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
-    let source: Arc<tokio::sync::OnceCell<Pkcs11Source>> = Arc::new(tokio::sync::OnceCell::new());
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
-        let (aws, source) = (aws.clone(), source.clone());
-        async move {
-            let settings = RemediationSettings::from_env()?;
-            let no_swap: lambda_runtime::Error = "alias-swap is not allowed here (KRG_ALLOW_ALIAS_SWAP is not true)".into();
-            let req: RemediationRequest = serde_json::from_value(ev.payload)
-                .map_err(|e| format!("bad remediation request (expected keyId, resourceId, strategy): {e}"))?;
-            let strategy: Strategy = req.strategy.as_deref().unwrap_or("in-place").parse()?;
-            if strategy == Strategy::AliasSwap && !settings.allow_alias_swap {
-                return Err(no_swap);
-            }
-            let source = source
-                .get_or_try_init(|| async {
-                    let pin = settings.pin(&aws).await?;
-                    Pkcs11Source::open(&settings.module, &settings.token_label, &pin).map_err(lambda_runtime::Error::from)
-                })
-                .await?;
-            let request = RotationRequest {
-                strategy,
-                date_tag: settings.date_tag.clone(),
-                required_tag: settings.key_tag_value.clone().map(|v| ("kms-rotation-guard".to_string(), v)),
-                ..RotationRequest::new(req.key_id.trim())
-            };
-            tracing::info!(key = %request.key, resource = req.resource_id.as_deref().unwrap_or("-"), %strategy, "remediation requested");
-            match Rotator::new(&aws, source).rotate(&request).await {
-                Ok((_, record)) => Ok::<Value, lambda_runtime::Error>(serde_json::to_value(record)?),
-                Err(e) => {
-                    tracing::error!(error = %e, "rotation failed");
-                    Err(e.into())
-                }
-            }
-        }
-    }))
+    let settings = Arc::new(RemediationSettings::from_env());
+    serve(move |ev: LambdaEvent<Value>| {
+        let (aws, settings) = (aws.clone(), settings.clone());
+        async move { remediate(&aws, &settings, ev.payload).await.map_err(|e| Failed::new(ErrorClass::from(&e), &e)) }
+    })
     .await
 }

@@ -16,6 +16,7 @@ pub mod key;
 pub mod lambda;
 pub mod logging;
 pub mod params;
+pub mod remediation;
 pub mod report;
 pub mod resource;
 pub mod rotation;

@@ -41,7 +41,8 @@ enum Command {
     /// reporting to Config. Exit status 0 when all are compliant, 1 when any is not, 2 on error.
     #[command(after_help = "Examples:\n  kms-rotation-guard scan --format table\n  \
         kms-rotation-guard scan --resource-types AWS::S3::Bucket --key-reader-role-name kms-rotation-guard-key-reader \\\n      \
-        --format csv --output audit.csv")]
+        --format csv --output audit.csv\n  \
+        kms-rotation-guard scan --format html --output report.html   # one self-contained page for the auditor")]
     Scan {
         /// Resource types to scan (default: all four).
         #[arg(long, num_args = 1.., value_parser = ["AWS::RDS::DBInstance", "AWS::RDS::DBCluster", "AWS::DynamoDB::Table", "AWS::S3::Bucket"])]
@@ -54,7 +55,8 @@ enum Command {
         /// Accept AWS-managed keys.
         #[arg(long)]
         allow_aws_managed_keys: bool,
-        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        /// html: one self-contained page with the key-age picture and the JSON payload's SHA-256.
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv", "html"])]
         format: String,
         /// Write the report here instead of standard output.
         #[arg(long)]
@@ -73,11 +75,16 @@ enum Command {
         /// Where scripts/setup installed the emulators.
         #[arg(long, env = "KRG_TOOLS", default_value = ".tools")]
         tools: PathBuf,
+        /// Where the HTML reports before and after rotation are written.
+        #[arg(long, default_value = "target/demo")]
+        report_dir: PathBuf,
     },
     /// Rotate the imported key material of one KMS key (BYOK): generate and wrap it in an
     /// HSM, import, verify, tag. Resumes an interrupted rotation. Never deletes anything.
     #[command(after_help = "The PKCS#11 PIN is read from KRG_PKCS11_PIN or, with --pin-stdin, from standard input; \
-        never from a flag.\n\nExamples:\n  \
+        never from a flag.\n\nWithout --force the key is rotated only when it needs it, as in the remediation Lambda: \
+        its material is at least maxKeyAgeDays - expiryWarningDays old (or expiring), it had no on-demand rotation \
+        in the last 24 hours, and no other rotation holds it.\n\nExamples:\n  \
         KRG_PKCS11_PIN=... kms-rotation-guard rotate --key alias/prod-s3 --hsm pkcs11 \\\n      \
         --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label byok --dry-run\n  \
         kms-rotation-guard rotate --key alias/prod-rds --strategy alias-swap --hsm pkcs11 ... --pin-stdin < pin.txt\n  \
@@ -114,15 +121,90 @@ enum Command {
         /// Config rules to re-evaluate afterwards (StartConfigRulesEvaluation).
         #[arg(long, num_args = 1..)]
         reevaluate: Vec<String>,
-        /// Let the new material expire at this time (RFC 3339); default: never.
+        /// Let the new material expire at this time (RFC 3339); default: never. Refused unless
+        /// the HSM keeps the material (restore it with `reimport`).
         #[arg(long)]
         valid_to: Option<String>,
+        /// The rule's parameters the gate judges by, as Config passes them (a JSON object),
+        /// e.g. '{"maxKeyAgeDays":"90","expiryWarningDays":"10"}'; default: the rule's defaults.
+        #[arg(long)]
+        rule_parameters: Option<String>,
+        /// Rotate even when the key does not need it (spends one of its 25 on-demand
+        /// rotations). For an operator only: the Lambda never forces.
+        #[arg(long)]
+        force: bool,
+    },
+    #[command(flatten)]
+    Custody(CustodyCommand),
+}
+
+/// Where kept key material lives (`materials`, `reimport`).
+#[derive(clap::Args)]
+struct HsmArgs {
+    /// pkcs11 (an HSM) or software (development only: it keeps nothing).
+    #[arg(long, value_parser = ["pkcs11", "software"])]
+    hsm: String,
+    /// The HSM's PKCS#11 library.
+    #[arg(long, required_if_eq("hsm", "pkcs11"))]
+    pkcs11_module: Option<PathBuf>,
+    /// The token's label (slot ids are not stable).
+    #[arg(long, required_if_eq("hsm", "pkcs11"))]
+    token_label: Option<String>,
+    /// Read the PIN from the first line of standard input instead of KRG_PKCS11_PIN.
+    #[arg(long)]
+    pin_stdin: bool,
+}
+
+/// Custody commands: what KMS lists against what the HSM holds; putting kept material back.
+#[derive(Subcommand)]
+enum CustodyCommand {
+    /// Every key material KMS lists for a key (ListKeyRotations, ALL_KEY_MATERIAL): its
+    /// state, dates, and whether the HSM holds it. "NOT HELD" material cannot be imported again.
+    #[command(
+        after_help = "Example:\n  KRG_PKCS11_PIN=... kms-rotation-guard materials --key alias/prod-s3 --hsm pkcs11 \\\n      \
+        --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label byok"
+    )]
+    Materials {
+        /// Alias, alias ARN, key id or key ARN.
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        hsm: HsmArgs,
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import kept material again (after expiry or DeleteImportedKeyMaterial): GetParametersForImport,
+    /// wrap inside the HSM, ImportKeyMaterial with EXISTING_KEY_MATERIAL and its KeyMaterialId.
+    #[command(after_help = "Without --key-material-id, every material KMS lists as PENDING_IMPORT.\n\nExample:\n  \
+        KRG_PKCS11_PIN=... kms-rotation-guard reimport --key alias/prod-s3 --hsm pkcs11 \\\n      \
+        --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label byok --dry-run")]
+    Reimport {
+        /// Alias, alias ARN, key id or key ARN.
+        #[arg(long)]
+        key: String,
+        /// The material to import again; default: every one KMS says needs it.
+        #[arg(long)]
+        key_material_id: Option<String>,
+        #[command(flatten)]
+        hsm: HsmArgs,
+        /// Pin a wrapping algorithm; default: the strongest the HSM can do.
+        #[arg(long)]
+        wrapping_algorithm: Option<String>,
+        /// RSA_2048, RSA_3072 or RSA_4096.
+        #[arg(long, default_value = "RSA_4096")]
+        wrapping_key_spec: String,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.verbose);
+    init_logs(cli.verbose, matches!(cli.command, Command::Demo { .. }));
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -139,8 +221,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logs(verbose: u8) {
+fn init_logs(verbose: u8, demo: bool) {
     kms_rotation_guard::logging::init_cli(match verbose {
+        // The demo names the emulators' gaps itself, once, in plain words; the rotation's
+        // per-key warning about the same gap would repeat it between the tables.
+        0 if demo => "warn,kms_rotation_guard::rotation=error",
         0 => "warn",
         1 => "debug",
         _ => "trace",
@@ -174,6 +259,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         cmd @ Command::Rotate { .. } => rotate(cmd).await,
+        Command::Custody(cmd) => custody(cmd).await,
         Command::Scan {
             resource_types,
             key_reader_role_name,
@@ -186,8 +272,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             scan(resource_types, key_reader_role_name, max_key_age_days, allow_aws_managed_keys, &format, output, now)
                 .await
         }
-        Command::Demo { json, tools } => {
-            let report = kms_rotation_guard::demo::run(kms_rotation_guard::demo::DemoOptions { tools, json }).await?;
+        Command::Demo { json, tools, report_dir } => {
+            let report =
+                kms_rotation_guard::demo::run(kms_rotation_guard::demo::DemoOptions { tools, json, report_dir })
+                    .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }
@@ -197,6 +285,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
+    use kms_rotation_guard::remediation::{self, Outcome};
     use kms_rotation_guard::rotation::hsm::{HsmPin, KeyMaterialSource, Pkcs11Source, SoftwareSource};
     use kms_rotation_guard::rotation::{RotationRequest, Rotator};
     let Command::Rotate {
@@ -211,6 +300,8 @@ async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
         dry_run,
         reevaluate,
         valid_to,
+        rule_parameters,
+        force,
     } = cmd
     else {
         unreachable!()
@@ -219,9 +310,13 @@ async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
         "software" => Box::new(SoftwareSource::new_insecure_for_development()),
         _ => {
             let pin = if pin_stdin {
-                let mut line = String::new();
+                // Zeroized on drop, and large enough that reading a PIN never reallocates
+                // (a reallocation would leave a copy in freed memory).
+                let mut line = zeroize::Zeroizing::new(String::with_capacity(1024));
                 std::io::stdin().read_line(&mut line).context("cannot read the PIN from standard input")?;
-                HsmPin::new(line.trim_end_matches(['\r', '\n']))
+                let len = line.trim_end_matches(['\r', '\n']).len();
+                line.truncate(len);
+                HsmPin::from(line)
             } else {
                 HsmPin::new(
                     std::env::var("KRG_PKCS11_PIN").map_err(|_| anyhow!("set KRG_PKCS11_PIN or pass --pin-stdin"))?,
@@ -232,7 +327,10 @@ async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
             Box::new(Pkcs11Source::open(&module, &label, &pin)?)
         }
     };
+    // Checked before the HSM is opened or a PIN read: a typo must not cost a login.
+    let params = kms_rotation_guard::params::RuleParams::parse(rule_parameters.as_deref())?;
     let request = RotationRequest {
+        date_tag: params.rotation_tag_key.clone(),
         strategy: strategy.parse()?,
         wrapping_algorithm: wrapping_algorithm.map(|a| a.parse()).transpose()?,
         wrapping_key_spec: wrapping_key_spec.parse()?,
@@ -243,12 +341,88 @@ async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
     };
     let aws = Aws::from_env().await;
     let rotator = Rotator::new(&aws, source.as_ref()).on_step(|step, text| eprintln!("==> {step:?}: {text}"));
-    let (plan, record) = rotator.rotate(&request).await?;
-    match record {
-        None => println!("{plan}"),
-        Some(r) => println!("{}", serde_json::to_string(&r)?),
+    if force {
+        eprintln!("==> --force: rotating without the \"does it need rotating?\" gate");
+        let (plan, record) = rotator.rotate(&request).await?;
+        match record {
+            None => println!("{plan}"),
+            Some(r) => println!("{}", serde_json::to_string(&r)?),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let claim_id = format!("cli-{}", remediation::new_claim_id());
+    let outcome =
+        remediation::rotate_if_needed(&aws, &rotator, &request, &params, &claim_id, remediation::DEFAULT_CLAIM_SETTLE)
+            .await?;
+    match outcome {
+        Outcome::Skipped(reason) => {
+            eprintln!("==> not rotated: {reason}");
+            println!("{}", serde_json::json!({ "status": "skipped", "reason": reason }));
+        }
+        Outcome::Planned { reason, plan } => {
+            eprintln!("==> due: {reason}");
+            println!("{plan}");
+        }
+        Outcome::Rotated { record, .. } => println!("{}", serde_json::to_string(&record)?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The key material source of `materials` and `reimport`.
+fn open_source(args: &HsmArgs) -> anyhow::Result<Box<dyn kms_rotation_guard::rotation::hsm::KeyMaterialSource>> {
+    use kms_rotation_guard::rotation::hsm::{HsmPin, Pkcs11Source, SoftwareSource};
+    if args.hsm == "software" {
+        return Ok(Box::new(SoftwareSource::new_insecure_for_development()));
+    }
+    let pin = if args.pin_stdin {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        std::io::stdin().read_line(&mut line).context("cannot read the PIN from standard input")?;
+        HsmPin::new(line.trim_end_matches(['\r', '\n']))
+    } else {
+        HsmPin::new(std::env::var("KRG_PKCS11_PIN").map_err(|_| anyhow!("set KRG_PKCS11_PIN or pass --pin-stdin"))?)
+    };
+    let module = args.pkcs11_module.as_ref().expect("required by clap");
+    let label = args.token_label.as_ref().expect("required by clap");
+    Ok(Box::new(Pkcs11Source::open(module, label, &pin)?))
+}
+
+async fn custody(cmd: CustodyCommand) -> anyhow::Result<ExitCode> {
+    use kms_rotation_guard::rotation::{ReimportRequest, Rotator};
+    let aws = Aws::from_env().await;
+    match cmd {
+        CustodyCommand::Materials { key, hsm, json } => {
+            let source = open_source(&hsm)?;
+            let report = Rotator::new(&aws, source.as_ref()).materials_report(&key).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            // Exit 1 when KMS is the only holder of some material: an operator must see it.
+            Ok(if report.materials.iter().all(|m| m.held) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        CustodyCommand::Reimport {
+            key,
+            key_material_id,
+            hsm,
+            wrapping_algorithm,
+            wrapping_key_spec,
+            dry_run,
+            json,
+        } => {
+            let source = open_source(&hsm)?;
+            let rotator = Rotator::new(&aws, source.as_ref())
+                .wrapping(wrapping_algorithm.map(|a| a.parse()).transpose()?, wrapping_key_spec.parse()?)
+                .on_step(|step, text| eprintln!("==> {step:?}: {text}"));
+            let report = rotator.reimport(&ReimportRequest { key, key_material_id, dry_run }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn scan(
@@ -300,8 +474,12 @@ async fn scan(
     }
     let rows: Vec<AuditRow> = assessments.iter().map(|a| AuditRow::new(a, &params, now)).collect();
     let text = match format {
-        "json" => serde_json::to_string_pretty(&rows)? + "\n",
+        "json" => audit::json(&rows),
         "csv" => audit::csv(&rows),
+        "html" => {
+            let header = audit::html::ReportHeader::new(vec![account.to_string()], &home.region, now, &params);
+            audit::html::render(&header, &rows)
+        }
         _ => audit::table(&rows, output.is_none() && audit::colour_stdout()),
     };
     match &output {

@@ -82,6 +82,19 @@ pub fn decide(protection: &Protection, lookup: Option<&KeyLookup>, p: &RuleParam
                 "{NOT_CMK}: SSE-S3 (AES256) uses a key owned by S3; set SSE-KMS with a customer managed key"
             ))
         }
+        Protection::S3ManagedByDefault => {
+            // Never "unencrypted": S3 has encrypted every bucket with SSE-S3 since January 2023.
+            return Verdict::non_compliant(
+                "encrypted only with SSE-S3 (AES256, a key S3 owns): no default encryption is set, and S3 applies \
+                 SSE-S3 to every bucket since January 2023; set SSE-KMS with a customer managed key",
+            );
+        }
+        Protection::Unreadable(d) => {
+            return Verdict::non_compliant(format!(
+                "cannot read how the resource is encrypted: {} denied; {}",
+                d.action, d.hint
+            ))
+        }
         Protection::AwsOwnedKey => {
             return Verdict::non_compliant(format!(
                 "{NOT_CMK}: it uses an AWS-owned key; choose a customer managed key"
@@ -97,9 +110,14 @@ pub fn decide(protection: &Protection, lookup: Option<&KeyLookup>, p: &RuleParam
         Some(KeyLookup::Found(f)) => f,
         Some(KeyLookup::AwsManagedAlias) => return aws_managed(&name, p),
         Some(KeyLookup::NotFound) => {
-            return Verdict::non_compliant(format!(
-                "KMS key {name} not found: it was deleted, or it is in another account and the reference is not an ARN"
-            ))
+            // Only a bare id or alias is resolved in the resource's own account; an ARN
+            // names its account, so "not found" then means it no longer exists.
+            let why = if matches!(key, KeyRef::KeyArn(_) | KeyRef::AliasArn(_)) {
+                "it was deleted (or, for an alias, the alias was deleted)"
+            } else {
+                "it was deleted, or it is in another account and the reference is not an ARN"
+            };
+            return Verdict::non_compliant(format!("KMS key {name} not found: {why}"));
         }
         Some(KeyLookup::Denied(d)) => {
             return Verdict::non_compliant(format!("cannot read KMS key {name}: {} denied; {}", d.action, d.hint))
@@ -134,13 +152,20 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
         return Verdict::non_compliant(format!("KMS key {name} is {}: {hint}", f.state));
     }
     if f.origin == "AWS_KMS" {
-        if let Fact::Known(a) = &f.auto_rotation {
-            let period = a.period_days.unwrap_or(365);
-            if a.enabled && period <= p.max_key_age_days {
-                return Verdict::compliant(format!("KMS key {name} rotates automatically every {period} days"));
+        // KMS generated the material: its age is a fact, and no tag can speak for it.
+        // Automatic rotation first happens one period after it is enabled, so "enabled"
+        // alone says nothing about the age of the material in use today.
+        match &f.rotations {
+            Fact::Known(_) => return judge_generated_material(name, f, p, now),
+            Fact::Denied(d) => {
+                return Verdict::non_compliant(format!(
+                    "cannot tell the age of KMS key {name}'s material: {} denied; {}",
+                    d.action, d.hint
+                ))
             }
+            // An endpoint without ListKeyRotations (an emulator): the tag decides, below.
+            Fact::Unsupported(_) | Fact::NotForThisKey(_) | Fact::NotRead => {}
         }
-        // Otherwise an AWS_KMS key is judged by the tag, like imported material.
     }
 
     let tags = match &f.tags {
@@ -151,7 +176,9 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
                 d.action, d.hint
             ))
         }
-        Fact::Unsupported(why) => return Verdict::non_compliant(format!("cannot read tags of KMS key {name}: {why}")),
+        Fact::Unsupported(why) | Fact::NotForThisKey(why) => {
+            return Verdict::non_compliant(format!("cannot read tags of KMS key {name}: {why}"))
+        }
         Fact::NotRead => {
             return Verdict::non_compliant(format!("tags of KMS key {name} were not read (internal error)"))
         }
@@ -194,9 +221,10 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
                     }
                 }
             }
-            // Unsupported: the endpoint cannot list rotations (not AWS); the material id
-            // check below still holds the tag to account.
-            Fact::Unsupported(_) | Fact::NotRead => {}
+            // Unsupported: the endpoint cannot list rotations (not AWS); NotForThisKey: a
+            // custom key store key, which KMS never rotates. The material id check below
+            // still holds the tag to account.
+            Fact::Unsupported(_) | Fact::NotForThisKey(_) | Fact::NotRead => {}
         }
         if let (Some(claimed), Some(current)) = (tags.get(MATERIAL_ID_TAG), f.current_material_id.as_deref()) {
             if claimed != current {
@@ -215,7 +243,7 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
             Some(v) if v.signed_duration_since(now) <= Duration::days(p.expiry_warning_days) => {
                 let left = v.signed_duration_since(now).num_days().max(0);
                 return Verdict::non_compliant(format!(
-                    "key material of KMS key {name} expires on {} (in {left} days, warning at {}); import new material",
+                    "key material of KMS key {name} expires on {} (in {left} days, warning at {}); restore it from the HSM: kms-rotation-guard reimport --key {name}",
                     day(v),
                     p.expiry_warning_days
                 ));
@@ -231,14 +259,47 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
 
     let age = now.signed_duration_since(rotated).num_days().max(0);
     let limit = p.max_key_age_days;
+    // Said up front, so a clipped annotation still carries it.
+    let store = if f.in_custom_key_store() { " (custom key store: KMS cannot rotate it)" } else { "" };
     if age > limit {
         Verdict::non_compliant(format!(
-            "KMS key {name} last rotated {}, {age} days ago, limit {limit} days",
+            "KMS key {name}{store} last rotated {}, {age} days ago, limit {limit} days",
             day(rotated)
         ))
     } else {
         let due = rotated.checked_add_signed(Duration::days(limit)).map(day).unwrap_or_else(|| "never".into());
-        Verdict::compliant(format!("KMS key {name} rotated {}, {age} days ago, next due {due}", day(rotated)))
+        Verdict::compliant(format!("KMS key {name}{store} rotated {}, {age} days ago, next due {due}", day(rotated)))
+    }
+}
+
+/// An AWS_KMS key: the age of its current material (the newest ListKeyRotations date,
+/// else CreationDate) against the limit, with the next automatic rotation when enabled.
+fn judge_generated_material(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Verdict {
+    let Some(material) = f.newest_material_date() else {
+        return Verdict::non_compliant(format!(
+            "KMS key {name}: KMS returned neither a rotation date nor a creation date"
+        ));
+    };
+    let age = now.signed_duration_since(material).num_days().max(0);
+    let limit = p.max_key_age_days;
+    let next = match &f.auto_rotation {
+        Fact::Known(a) if a.enabled => match a.next_rotation {
+            Some(t) => format!("automatic rotation next on {}", day(t)),
+            None => format!("automatic rotation every {} days", a.period_days.unwrap_or(365)),
+        },
+        Fact::Known(_) => "automatic rotation is off".to_string(),
+        _ => "automatic rotation status unknown".to_string(),
+    };
+    if age > limit {
+        Verdict::non_compliant(format!(
+            "KMS key {name}: current key material is from {}, {age} days old, limit {limit} days; {next}",
+            day(material)
+        ))
+    } else {
+        Verdict::compliant(format!(
+            "KMS key {name}: current key material is from {}, {age} days old, limit {limit} days; {next}",
+            day(material)
+        ))
     }
 }
 

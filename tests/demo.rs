@@ -29,6 +29,11 @@ fn demo_evaluates_rotates_and_re_evaluates() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stderr}");
     let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON document on stdout");
+    // Clean output (issue 14): no colour codes when stderr is not a terminal, no log
+    // warnings between the steps, and the emulator's gap said once, in plain words.
+    assert!(!stderr.contains('\x1b'), "ANSI escapes on a non-terminal stderr:\n{stderr}");
+    assert!(!stderr.contains("WARN"), "log warnings in the demo's output:\n{stderr}");
+    assert_eq!(stderr.matches("ListKeyRotations").count(), 1, "{stderr}");
 
     let before = verdicts(&report["before"]);
     let after = verdicts(&report["after"]);
@@ -69,6 +74,26 @@ fn demo_evaluates_rotates_and_re_evaluates() {
         ["dev-audit-trail", "dev-scratch-222222222222", "dev-static-assets-222222222222"]
     );
     assert!(report["seconds"].as_f64().unwrap() < 120.0);
+
+    // The auditor's reports before and after rotation, each with the SHA-256 of the JSON
+    // written next to it (sha256sum, an independent implementation).
+    let reports: Vec<std::path::PathBuf> =
+        report["reports"].as_array().unwrap().iter().map(|p| root().join(p.as_str().unwrap())).collect();
+    let names: Vec<String> = reports.iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect();
+    assert_eq!(names, ["before.html", "before.json", "after.html", "after.json"]);
+    assert!(reports.iter().all(|p| p.starts_with(root().join("target/demo"))), "{reports:?}");
+    for (html, json, rows) in
+        [(&reports[0], &reports[1], &report["before"]), (&reports[2], &reports[3], &report["after"])]
+    {
+        let page = std::fs::read_to_string(html).unwrap();
+        let sum = Command::new("sha256sum").arg(json).output().unwrap();
+        let digest = String::from_utf8(sum.stdout).unwrap().split_whitespace().next().unwrap().to_string();
+        assert!(page.contains(&format!("id=\"payload-sha256\">{digest}<")), "{} lacks {digest}", html.display());
+        assert_eq!(&serde_json::from_slice::<Value>(&std::fs::read(json).unwrap()).unwrap(), rows);
+        for (name, verdict) in verdicts(rows) {
+            assert!(page.contains(&format!("data-verdict=\"{verdict}\" data-resource=\"{name}\"")), "{name} {verdict}");
+        }
+    }
 
     // Nothing left behind: every emulator it started refuses connections now.
     let endpoints = report["endpoints"].as_array().unwrap();

@@ -22,7 +22,17 @@ For each request, with probability `fault_rate`, one fault is chosen at random:
   timeout), then dropped
 
 `fault_match` (comma-separated substrings of X-Amz-Target, form body or path) limits
-faults to matching requests. `fault_kinds` (comma-separated) restricts the choice, or adds `bare404` / `bare403`
+faults to matching requests.
+
+`aws_errors` (a JSON list) answers NAMED resources with an AWS error, always, before any
+random fault: each entry is {"match": [substrings that must all occur in the X-Amz-Target,
+path or body], "status": 403, "content_type": "application/xml", "body": "<Error>...",
+"error_type": optional x-amzn-ErrorType header}, or {"match": [...], "patch": {...}} to let the
+request through and deep-merge `patch` into its JSON response (a date the emulator cannot
+set, a field it does not return). Tests put AWS's own error bodies here
+(a bucket policy denying s3:GetEncryptionConfiguration, a DynamoDB resource policy denying
+DescribeTable, KMS's UnsupportedOperationException for a key in a custom key store), which
+moto never produces. Counts by entry index go to `stats_file` under "aws_errors". `fault_kinds` (comma-separated) restricts the choice, or adds `bare404` / `bare403`
 (an empty 404 or 403 without an AWS error code: not AWS behaviour, a probe only). The counts of injected faults by
 kind, and of requests seen, are written to `stats_file` as JSON after every injection
 and on shutdown.
@@ -43,6 +53,14 @@ KINDS = ["throttle", "http500", "http503", "drop", "delay"]
 EXTRA_KINDS = ["bare404", "bare403"]
 
 
+def merge(into: dict, patch: dict):
+    for k, v in patch.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            merge(into[k], v)
+        else:
+            into[k] = v
+
+
 class FaultInjector:
     def __init__(self):
         self.rng = random.Random(0)
@@ -54,6 +72,8 @@ class FaultInjector:
         self.throttle_shapes = {"json": 0, "query": 0, "s3": 0}
         self.requests = 0
         self.match = []
+        self.aws_errors = []
+        self.aws_error_counts = {}
         self.lock = threading.Lock()
 
     def load(self, loader):
@@ -62,6 +82,7 @@ class FaultInjector:
         loader.add_option("fault_delay", str, "2", "Seconds a delayed request is held.")
         loader.add_option("fault_kinds", str, ",".join(KINDS), "Comma-separated fault kinds to choose from.")
         loader.add_option("stats_file", str, "", "Where the fault counts are written as JSON.")
+        loader.add_option("aws_errors", str, "[]", "JSON list of named AWS error answers (see the module doc).")
         loader.add_option(
             "fault_match",
             str,
@@ -84,6 +105,12 @@ class FaultInjector:
             self.kinds = kinds
         if "fault_match" in updated:
             self.match = [m for m in ctx.options.fault_match.split(",") if m]
+        if "aws_errors" in updated:
+            rules = json.loads(ctx.options.aws_errors or "[]")
+            for r in rules:
+                if not r.get("match") or not (("status" in r and "body" in r) or "patch" in r):
+                    raise ValueError(f"aws_errors entry needs match, and status and body, or patch: {r}")
+            self.aws_errors = rules
         if "stats_file" in updated:
             self.write_stats()
 
@@ -97,6 +124,7 @@ class FaultInjector:
                 "faults": dict(self.counts),
                 "throttle_shapes": dict(self.throttle_shapes),
                 "total_faults": sum(self.counts.values()),
+                "aws_errors": dict(self.aws_error_counts),
             }
         tmp = f"{path}.tmp{os.getpid()}"
         with open(tmp, "w") as f:
@@ -140,8 +168,42 @@ class FaultInjector:
             {"Content-Type": "application/xml"},
         )
 
+    @staticmethod
+    def where(flow: http.HTTPFlow) -> str:
+        return " ".join(
+            [flow.request.headers.get("X-Amz-Target", ""), flow.request.path, flow.request.get_text(strict=False) or ""]
+        )
+
+    def named_error(self, flow: http.HTTPFlow):
+        where = self.where(flow)
+        for i, r in enumerate(self.aws_errors):
+            if "patch" not in r and all(m in where for m in r["match"]):
+                headers = {"Content-Type": r.get("content_type", "application/xml"), "x-amzn-RequestId": "fault-proxy"}
+                if r.get("error_type"):
+                    headers["x-amzn-ErrorType"] = r["error_type"]
+                with self.lock:
+                    self.aws_error_counts[str(i)] = self.aws_error_counts.get(str(i), 0) + 1
+                return http.Response.make(r["status"], r["body"], headers)
+        return None
+
+    def response(self, flow: http.HTTPFlow):
+        where = self.where(flow)
+        for i, r in enumerate(self.aws_errors):
+            if "patch" in r and flow.response is not None and all(m in where for m in r["match"]):
+                body = json.loads(flow.response.get_text(strict=False) or "{}")
+                merge(body, r["patch"])
+                flow.response.set_text(json.dumps(body))
+                with self.lock:
+                    self.aws_error_counts[str(i)] = self.aws_error_counts.get(str(i), 0) + 1
+                self.write_stats()
+
     async def request(self, flow: http.HTTPFlow):
         if flow.request.path.startswith("/moto-api"):
+            return
+        named = self.named_error(flow)
+        if named is not None:
+            flow.response = named
+            self.write_stats()
             return
         if self.match:
             where = " ".join(

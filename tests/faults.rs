@@ -84,6 +84,22 @@ impl FaultProxy {
     /// Faults only requests whose X-Amz-Target, form body or path contains one of the
     /// comma-separated `matching` substrings.
     fn start_matching(target_port: u16, rate: f64, seed: u64, kinds: &str, matching: &str) -> FaultProxy {
+        FaultProxy::start_full(target_port, rate, seed, kinds, matching, &serde_json::json!([]))
+    }
+
+    /// No random faults; `aws_errors` answers named resources with AWS's own error bodies.
+    fn answering(target_port: u16, aws_errors: &Value) -> FaultProxy {
+        FaultProxy::start_full(target_port, 0.0, 0, "throttle", "", aws_errors)
+    }
+
+    fn start_full(
+        target_port: u16,
+        rate: f64,
+        seed: u64,
+        kinds: &str,
+        matching: &str,
+        aws_errors: &Value,
+    ) -> FaultProxy {
         let port = free_port();
         let dir = root().join("target/tmp");
         std::fs::create_dir_all(&dir).unwrap();
@@ -98,6 +114,7 @@ impl FaultProxy {
             .args(["--set", &format!("fault_seed={seed}")])
             .args(["--set", &format!("fault_kinds={kinds}")])
             .args(["--set", &format!("fault_match={matching}")])
+            .args(["--set", &format!("aws_errors={aws_errors}")])
             .args(["--set", &format!("fault_delay={}", FAULT_DELAY.as_secs_f64())])
             .args(["--set", &format!("stats_file={}", stats.display())])
             // mitmproxy writes its CA under the home directory; keep it out of the user's.
@@ -131,6 +148,115 @@ impl Drop for FaultProxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.stats);
+    }
+}
+
+/// AWS's answers for one unreadable bucket, table and key, as the API references give them.
+/// moto enforces none of these (no bucket policies, no DynamoDB resource policies, no custom
+/// key stores), so the fault proxy sends them for the named resources only.
+fn named_denials(bucket: &str, table: &str, key_id: &str) -> Value {
+    serde_json::json!([
+        {
+            // S3 API reference, "Error responses": 403 AccessDenied, XML body.
+            "match": [format!("/{bucket}"), "encryption"],
+            "status": 403,
+            "content_type": "application/xml",
+            "body": "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>5E3B6A1F2C9D8E7A</RequestId><HostId>fault-proxy</HostId></Error>"
+        },
+        {
+            // DynamoDB: 400 with the coral-namespaced AccessDeniedException type.
+            "match": ["DynamoDB_20120810.DescribeTable", format!("\"{table}\"")],
+            "status": 400,
+            "content_type": "application/x-amz-json-1.0",
+            "body": serde_json::json!({
+                "__type": "com.amazon.coral.service#AccessDeniedException",
+                "Message": format!("User: arn:aws:sts::{WORKLOAD}:assumed-role/evaluator/kms-rotation-guard is not authorized to perform: dynamodb:DescribeTable on resource: arn:aws:dynamodb:{REGION}:{WORKLOAD}:table/{table} with an explicit deny in a resource-based policy")
+            }).to_string()
+        },
+        {
+            // KMS: UnsupportedOperationException for a key in a custom key store.
+            "match": ["TrentService.ListKeyRotations", key_id],
+            "status": 400,
+            "content_type": "application/x-amz-json-1.1",
+            "error_type": "UnsupportedOperationException",
+            "body": serde_json::json!({
+                "__type": "UnsupportedOperationException",
+                "message": format!("arn:aws:kms:{REGION}:{WORKLOAD}:key/{key_id} origin is AWS_CLOUDHSM which is not valid for this operation.")
+            }).to_string()
+        }
+    ])
+}
+
+/// One bucket whose policy denies s3:GetEncryptionConfiguration, one table whose resource
+/// policy denies dynamodb:DescribeTable, one key in a custom key store: each periodic sweep
+/// completes, judges the other resources as before, and names each cause. Throttling of
+/// the same resources still fails the invocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unreadable_bucket_table_or_key_never_stops_a_sweep() {
+    let moto = Moto::start();
+    let today = ymd(Utc::now());
+    let (wl, _) = workload(&moto.endpoint).await;
+    let tag = [("LastRotationDate", today.as_str())];
+    seed::key(&wl, "apps", OriginType::External, &tag).await;
+    let hsm = seed::key(&wl, "hsm", OriginType::AwsCloudhsm, &tag).await;
+    let arn = |alias| seed::alias_arn(WORKLOAD, alias);
+    seed::bucket(&wl, "open-bucket", seed::Sse::Kms(Some(&arn("apps")))).await;
+    seed::bucket(&wl, "locked-bucket", seed::Sse::Kms(Some(&arn("apps")))).await;
+    seed::bucket(&wl, "hsm-bucket", seed::Sse::Kms(Some(&arn("hsm")))).await;
+    seed::table(&wl, "open-table", Some(&arn("apps"))).await;
+    seed::table(&wl, "locked-table", Some(&arn("apps"))).await;
+
+    let port = moto.port;
+    let proxy = FaultProxy::answering(port, &named_denials("locked-bucket", "locked-table", &hsm));
+    let aws = Aws::new(sdk_config(&proxy.endpoint, static_creds()).await);
+    let periodic = |file: &str| {
+        let mut e = sample(file);
+        e["ruleParameters"] = "{}".into();
+        e
+    };
+    let verdicts = |out: handler::Outcome| -> BTreeMap<String, (String, String)> {
+        out.evaluations
+            .into_iter()
+            .map(|e| (e.resource_id, (e.compliance.as_str().to_string(), e.annotation)))
+            .collect()
+    };
+    let now = Utc::now();
+    let s3 = verdicts(handler::handle(&aws, rule::S3, periodic("s3-periodic.json"), now, None).await.unwrap());
+    let ddb =
+        verdicts(handler::handle(&aws, rule::DYNAMODB, periodic("dynamodb-periodic.json"), now, None).await.unwrap());
+    let check = |got: &BTreeMap<String, (String, String)>, id: &str, compliance: &str, words: &[&str]| {
+        let (c, a) = got.get(id).unwrap_or_else(|| panic!("{id} not judged: {got:?}"));
+        assert_eq!(c, compliance, "{id}: {a}");
+        for w in words {
+            assert!(a.contains(w), "{id}: {a:?} lacks {w:?}");
+        }
+    };
+    assert_eq!(s3.len(), 3, "{s3:?}");
+    check(&s3, "open-bucket", "COMPLIANT", &["alias/apps", "0 days ago"]);
+    check(&s3, "locked-bucket", "NON_COMPLIANT", &["s3:GetEncryptionConfiguration denied"]);
+    check(&s3, "hsm-bucket", "COMPLIANT", &["alias/hsm", "KMS cannot rotate it"]);
+    assert_eq!(ddb.len(), 2, "{ddb:?}");
+    check(&ddb, "open-table", "COMPLIANT", &["alias/apps"]);
+    check(&ddb, "locked-table", "NON_COMPLIANT", &["dynamodb:DescribeTable denied"]);
+    let answered = proxy.stats()["aws_errors"].clone();
+    for i in ["0", "1", "2"] {
+        assert!(answered[i].as_u64().unwrap_or(0) >= 1, "AWS error {i} was never sent: {answered}");
+    }
+    drop(proxy);
+
+    // The same resources throttled: no verdict, the invocation fails and says why.
+    let slow_down = serde_json::json!([
+        {"match": ["/locked-bucket", "encryption"], "status": 503, "content_type": "application/xml",
+         "body": "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"},
+        {"match": ["DynamoDB_20120810.DescribeTable", "\"locked-table\""], "status": 400,
+         "content_type": "application/x-amz-json-1.0",
+         "body": "{\"__type\":\"com.amazonaws.dynamodb.v20120810#ThrottlingException\",\"message\":\"Rate exceeded\"}"}
+    ]);
+    let proxy = FaultProxy::answering(port, &slow_down);
+    let (aws, _) = faulty_aws(&proxy.endpoint).await;
+    for (rule, file) in [(rule::S3, "s3-periodic.json"), (rule::DYNAMODB, "dynamodb-periodic.json")] {
+        let err = handler::handle(&aws, rule, periodic(file), now, None).await.unwrap_err();
+        assert!(err.is_transient() && clear(&err), "{file}: {err}");
     }
 }
 
@@ -200,7 +326,7 @@ fn clear(e: &Error) -> bool {
 async fn faults_never_become_verdicts() {
     let started = Instant::now();
     let moto = Moto::start();
-    seed::event_estate(&moto).await;
+    let keys = seed::event_estate(&moto).await;
     let now: DateTime<Utc> = days_from_now(30);
     let events = evaluated_events();
     assert!(events.len() >= 15, "{events:?}");
@@ -209,7 +335,7 @@ async fn faults_never_become_verdicts() {
     let mut baseline: BTreeMap<String, Baseline> = BTreeMap::new();
     for (file, rule) in &events {
         let (aws, counter) = faulty_aws(&moto.endpoint).await;
-        let out = handler::handle(&aws, *rule, sample(file), now, None)
+        let out = handler::handle(&aws, *rule, keys.event(file), now, None)
             .await
             .unwrap_or_else(|e| panic!("{file} fails without faults: {e}"));
         assert!(!out.evaluations.is_empty(), "{file}");
@@ -238,13 +364,13 @@ async fn faults_never_become_verdicts() {
     let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
     let workers: Vec<_> = (0..4)
         .map(|_| {
-            let (plan, tally, baseline, endpoint) =
-                (plan.clone(), tally.clone(), baseline.clone(), proxy.endpoint.clone());
+            let (plan, tally, baseline, endpoint, keys) =
+                (plan.clone(), tally.clone(), baseline.clone(), proxy.endpoint.clone(), keys.clone());
             tokio::spawn(async move {
                 loop {
                     let Some((file, rule)) = plan.lock().unwrap().next() else { break };
                     let (aws, counter) = faulty_aws(&endpoint).await;
-                    let result = handler::handle(&aws, rule, sample(&file), now, None).await;
+                    let result = handler::handle(&aws, rule, keys.event(&file), now, None).await;
                     let want = &baseline[&file];
                     let attempts = counter.total();
                     let mut t = tally.lock().unwrap();
@@ -382,13 +508,16 @@ async fn a_denied_key_read_is_never_compliant() {
     let started = Instant::now();
     let moto = Moto::start();
     let today = ymd(Utc::now());
-    // Same-account keys: one imported, one AWS_KMS without automatic rotation (judged by
-    // its tag too). Both tagged as freshly rotated, so only the denial can fail them.
+    // Same-account keys: one imported (judged by its tag), one AWS_KMS without automatic
+    // rotation (judged by the age of its material: created today). Both fresh, so only a
+    // denial can fail them.
     let (wl, _) = workload(&moto.endpoint).await;
-    seed::key(&wl, "workload-dynamodb", OriginType::External, &[("LastRotationDate", &today)]).await;
-    seed::key(&wl, "workload-kms", OriginType::AwsKms, &[("LastRotationDate", &today)]).await;
-    seed::table(&wl, "carts", Some(&seed::alias_arn(WORKLOAD, "workload-dynamodb"))).await;
-    seed::table(&wl, "orders", Some(&seed::alias_arn(WORKLOAD, "workload-kms"))).await;
+    let wl_ddb = seed::key(&wl, "workload-dynamodb", OriginType::External, &[("LastRotationDate", &today)]).await;
+    let wl_kms = seed::key(&wl, "workload-kms", OriginType::AwsKms, &[("LastRotationDate", &today)]).await;
+    let keys = seed::SampleKeys::of(&[("workload-dynamodb", &wl_ddb)]);
+    let kms_arn = format!("arn:aws:kms:{REGION}:{WORKLOAD}:key/{wl_kms}");
+    seed::table(&wl, "carts", Some(&keys.key_arn(WORKLOAD, "workload-dynamodb"))).await;
+    seed::table(&wl, "orders", Some(&kms_arn)).await;
 
     let users: Vec<(&str, Credentials)> = ["kms:ListResourceTags", "kms:DescribeKey", "kms:ListKeyRotations", ""]
         .into_iter()
@@ -403,7 +532,7 @@ async fn a_denied_key_read_is_never_compliant() {
         .collect();
     enforce_iam(&moto);
 
-    let carts = sample("dynamodb-table-lowercase-fields.json");
+    let carts = keys.event("dynamodb-table-lowercase-fields.json");
     let orders = {
         let mut e = carts.clone();
         let mut inv: Value = serde_json::from_str(e["invokingEvent"].as_str().unwrap()).unwrap();
@@ -415,7 +544,7 @@ async fn a_denied_key_read_is_never_compliant() {
             c.as_object_mut().unwrap().iter_mut().find(|(k, _)| k.eq_ignore_ascii_case("ssedescription")).unwrap().1;
         let arn =
             sse.as_object_mut().unwrap().iter_mut().find(|(k, _)| k.eq_ignore_ascii_case("kmsmasterkeyarn")).unwrap().1;
-        *arn = seed::alias_arn(WORKLOAD, "workload-kms").into();
+        *arn = kms_arn.clone().into();
         e["invokingEvent"] = inv.to_string().into();
         e
     };
@@ -452,13 +581,20 @@ async fn a_denied_key_read_is_never_compliant() {
                 assert_eq!(out.evaluations.len(), 1);
                 let e = &out.evaluations[0];
                 let verify = params["verifyTagAgainstKms"] == "true";
+                let aws_kms = what.starts_with("orders");
                 match *missing {
                     // The control: with every permission the fresh tag is COMPLIANT, so
                     // the NON_COMPLIANT below is the denial's doing.
                     "" => assert_eq!(e.compliance, Compliance::Compliant, "{what} {params}: {e:?}"),
                     // Without the rotation history, verifyTagAgainstKms=false is the
                     // documented way out ("or set verifyTagAgainstKms=false").
-                    "kms:ListKeyRotations" if !verify => {
+                    // ... but not for an AWS_KMS key: its material's age comes only from
+                    // the rotation history, whatever the tag says.
+                    "kms:ListKeyRotations" if !verify && !aws_kms => {
+                        assert_eq!(e.compliance, Compliance::Compliant, "{what} {params}: {e:?}")
+                    }
+                    // An AWS_KMS key is judged by KMS's own dates; its tags are not needed.
+                    "kms:ListResourceTags" if aws_kms => {
                         assert_eq!(e.compliance, Compliance::Compliant, "{what} {params}: {e:?}")
                     }
                     action => {
@@ -513,7 +649,7 @@ async fn a_denied_key_read_is_never_compliant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codeless_403_and_404_never_become_verdicts() {
     let moto = Moto::start();
-    seed::event_estate(&moto).await;
+    let keys = seed::event_estate(&moto).await;
     let now = days_from_now(30);
     let mut wrong = Vec::new();
     for (kind, matching, file, rule) in [
@@ -523,10 +659,10 @@ async fn codeless_403_and_404_never_become_verdicts() {
         ("bare404", "encryption", "s3-periodic.json", rule::S3),
     ] {
         let (aws, _) = faulty_aws(&moto.endpoint).await;
-        let want = sorted(handler::handle(&aws, rule, sample(file), now, None).await.unwrap().evaluations);
+        let want = sorted(handler::handle(&aws, rule, keys.event(file), now, None).await.unwrap().evaluations);
         let proxy = FaultProxy::start_matching(moto.port, 1.0, 1, kind, matching);
         let (aws, _) = faulty_aws(&proxy.endpoint).await;
-        match handler::handle(&aws, rule, sample(file), now, None).await {
+        match handler::handle(&aws, rule, keys.event(file), now, None).await {
             Err(e) => println!("{kind} on {matching}, {file}: failed cleanly: {e}"),
             Ok(out) => {
                 let got = sorted(out.evaluations);

@@ -376,40 +376,41 @@ fn catalogue() -> Vec<Case> {
         case(
             "sSEDescription a string",
             ddb,
-            with_item(DDB_CHANGE, |i| i["configuration"]["sSEDescription"] = json!("ENABLED")),
+            with_item(DDB_CHANGE, |i| i["configuration"]["ssedescription"] = json!("ENABLED")),
             Err(&["configuration.sSEDescription must be an object"]),
         ),
         case(
             "sSEDescription an array",
             ddb,
-            with_item(DDB_CHANGE, |i| i["configuration"]["sSEDescription"] = json!([])),
+            with_item(DDB_CHANGE, |i| i["configuration"]["ssedescription"] = json!([])),
             Err(&["configuration.sSEDescription must be an object"]),
         ),
         case(
             "kMSMasterKeyArn a number",
             ddb,
-            with_item(DDB_CHANGE, |i| i["configuration"]["sSEDescription"]["kMSMasterKeyArn"] = json!(1)),
+            with_item(DDB_CHANGE, |i| i["configuration"]["ssedescription"]["kmsmasterKeyArn"] = json!(1)),
             Err(&["configuration.sSEDescription.kMSMasterKeyArn must be a string"]),
         ),
         case(
             "kMSMasterKeyArn not a key reference",
             ddb,
-            with_item(DDB_CHANGE, |i| i["configuration"]["sSEDescription"]["kMSMasterKeyArn"] = json!("key please")),
+            with_item(DDB_CHANGE, |i| i["configuration"]["ssedescription"]["kmsmasterKeyArn"] = json!("key please")),
             Err(&["kMSMasterKeyArn", "not a KMS key reference"]),
         ),
         case(
             "sSEDescription.status a boolean",
             ddb,
-            with_item(DDB_CHANGE, |i| i["configuration"]["sSEDescription"]["status"] = json!(true)),
+            with_item(DDB_CHANGE, |i| i["configuration"]["ssedescription"]["status"] = json!(true)),
             Err(&["configuration.sSEDescription.status must be a string"]),
         ),
         case(
             "DynamoDB SSE type KMS but kMSMasterKeyArn missing",
             ddb,
             with_item(DDB_CHANGE, |i| {
-                i["configuration"]["sSEDescription"].as_object_mut().unwrap().remove("kMSMasterKeyArn");
+                i["configuration"]["ssedescription"].as_object_mut().unwrap().remove("kmsmasterKeyArn");
             }),
-            NotCompliantOrErr("AWS-owned key", "kMSMasterKeyArn"),
+            // ENABLED without a key ARN: the AWS managed key aws/dynamodb.
+            NotCompliantOrErr("aws/dynamodb is AWS-managed", "kmsmasterKeyArn"),
         ),
         // ---- S3 ----
         case(
@@ -464,7 +465,7 @@ fn catalogue() -> Vec<Case> {
             with_item(S3_CHANGE, |i| {
                 i.as_object_mut().unwrap().remove("supplementaryConfiguration");
             }),
-            NotCompliantOrErr("no default encryption configuration", "supplementaryConfiguration"),
+            NotCompliantOrErr("no default encryption is set", "supplementaryConfiguration"),
         ),
     ];
 

@@ -102,3 +102,22 @@ async fn a_periodic_sweep_retires_results_of_resources_that_are_gone() {
     assert_eq!(put[0]["TestMode"], false);
     assert_eq!(put[0]["Evaluations"].as_array().unwrap().len(), 3);
 }
+
+/// An oversized notification for a type the rule does not judge (an S3 item sent to the
+/// RDS rule) is NOT_APPLICABLE from its summary alone: no history is fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_item_of_another_type_is_not_applicable_before_any_fetch() {
+    let (config, seen) = fake_config(vec![json!({"configurationItems": []})]);
+    let aws = Aws::new(sdk_config(&config, static_creds()).await).with_service_endpoint("config", config.clone());
+    let payload: Value =
+        serde_json::from_slice(&std::fs::read(root().join("events/s3-bucket-oversized.json")).unwrap()).unwrap();
+
+    let outcome = handler::handle(&aws, rule::RDS, payload, days_from_now(1), None).await.unwrap();
+    assert_eq!(outcome.evaluations.len(), 1);
+    let e = &outcome.evaluations[0];
+    assert_eq!((e.resource_type.as_str(), e.compliance.as_str()), ("AWS::S3::Bucket", "NOT_APPLICABLE"), "{e:?}");
+    assert!(e.annotation.contains("not evaluated by this rule"), "{}", e.annotation);
+    let seen = seen.lock().unwrap();
+    assert!(!seen.iter().any(|(t, _)| t == "getresourceconfighistory"), "history was fetched: {seen:?}");
+    assert_eq!(seen.iter().filter(|(t, _)| t == "putevaluations").count(), 1);
+}

@@ -611,6 +611,7 @@ fn arb_fact<T: std::fmt::Debug + Clone + 'static>(
         6 => known.prop_map(Fact::Known),
         1 => arb_denial().prop_map(Fact::Denied),
         1 => arb_text().prop_map(Fact::Unsupported),
+        1 => arb_text().prop_map(Fact::NotForThisKey),
         1 => Just(Fact::NotRead),
     ]
 }
@@ -710,7 +711,7 @@ fn arb_facts(tag_key: String, now: DateTime<Utc>) -> BoxedStrategy<KeyFacts> {
             arb_fact(prop::collection::vec(arb_rotation(), 0..4)),
             arb_fact(
                 (any::<bool>(), proptest::option::of(prop_oneof![90i64..=2560, any::<i64>()]))
-                    .prop_map(|(enabled, period_days)| AutoRotation { enabled, period_days }),
+                    .prop_map(|(enabled, period_days)| AutoRotation { enabled, period_days, next_rotation: None }),
             ),
         ),
     )
@@ -741,6 +742,8 @@ fn arb_protection() -> BoxedStrategy<Protection> {
         1 => arb_text().prop_map(Protection::Unencrypted),
         1 => Just(Protection::S3Managed),
         1 => Just(Protection::AwsOwnedKey),
+        1 => Just(Protection::S3ManagedByDefault),
+        1 => arb_denial().prop_map(Protection::Unreadable),
     ]
     .boxed()
 }
@@ -779,12 +782,17 @@ fn compliant_has_evidence(
     if f.state != "Enabled" {
         return Err(format!("COMPLIANT in state {}", f.state));
     }
-    if f.origin == "AWS_KMS" {
-        if let Fact::Known(a) = &f.auto_rotation {
-            if a.enabled && a.period_days.unwrap_or(365) <= p.max_key_age_days {
-                return Ok(());
-            }
-        }
+    // KMS generated the material: its age (newest rotation, else creation) is the evidence.
+    if f.origin == "AWS_KMS" && matches!(f.rotations, Fact::Known(_)) {
+        let Some(m) = f.newest_material_date() else { return Err("COMPLIANT without a material date".into()) };
+        return if (now - m).num_days() > p.max_key_age_days {
+            Err("COMPLIANT though the generated material is older than the limit".into())
+        } else {
+            Ok(())
+        };
+    }
+    if f.origin == "AWS_KMS" && matches!(f.rotations, Fact::Denied(_)) {
+        return Err("COMPLIANT though the age of generated material is unknown".into());
     }
     let Fact::Known(tags) = &f.tags else { return Err("COMPLIANT without reading the tags".into()) };
     let Some(rotated) = tags.get(&p.rotation_tag_key).and_then(|t| verdict::parse_rotation_date(t)) else {

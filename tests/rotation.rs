@@ -16,7 +16,9 @@ use kms_rotation_guard::key::{Home, KeyRef};
 use kms_rotation_guard::params::RuleParams;
 use kms_rotation_guard::resource::{Protection, Resource, ResourceType};
 use kms_rotation_guard::rotation::hsm::{KeyMaterialSource, WrappingAlgorithm, WrappingKeySpec};
-use kms_rotation_guard::rotation::{Progress, RotationError, RotationRequest, Rotator, Step, Strategy, PENDING_TAG};
+use kms_rotation_guard::rotation::{
+    Progress, RotationError, RotationRequest, Rotator, Step, Strategy, HSM_OBJECT_TAG, PENDING_TAG,
+};
 
 /// LocalStack's default account.
 const ACCOUNT: &str = "000000000000";
@@ -121,13 +123,18 @@ async fn in_place_rotation_through_softhsm_keeps_old_ciphertext_and_makes_the_ke
     let record = record.unwrap();
     assert_eq!(plan.progress, Progress::Fresh);
     assert_eq!(record.wrapping_algorithm, "RSAES_OAEP_SHA_1");
+    // The record names the HSM object that keeps the new material.
+    let held = record.hsm_object.as_deref().expect("the HSM keeps the material");
+    assert!(held.contains(record.key_material_id.as_deref().unwrap()) && held.contains(&id), "{held}");
     assert_eq!(
         *steps.lock().unwrap(),
         vec![
             Step::Plan,
+            Step::KeepMaterial,
             Step::GetParametersForImport,
             Step::GenerateAndWrap,
             Step::ImportKeyMaterial,
+            Step::LabelMaterial,
             Step::Rotate,
             Step::Verify,
             Step::Record
@@ -203,9 +210,11 @@ async fn an_interrupted_rotation_completes_on_the_next_run() {
         (
             Strategy::InPlace,
             vec![
+                Step::KeepMaterial,
                 Step::GetParametersForImport,
                 Step::GenerateAndWrap,
                 Step::ImportKeyMaterial,
+                Step::LabelMaterial,
                 Step::Rotate,
                 Step::Verify,
             ],
@@ -214,8 +223,10 @@ async fn an_interrupted_rotation_completes_on_the_next_run() {
             Strategy::AliasSwap,
             vec![
                 Step::CreateSuccessor,
+                Step::KeepMaterial,
                 Step::GetParametersForImport,
                 Step::ImportKeyMaterial,
+                Step::LabelMaterial,
                 Step::Rotate,
                 Step::Verify,
             ],
@@ -262,6 +273,15 @@ async fn an_interrupted_rotation_completes_on_the_next_run() {
             }
             let t = tags(&aws, now.key_id()).await;
             assert!(t.contains_key("LastRotationDate") && !t.contains_key(PENDING_TAG), "{strategy} {stop:?}: {t:?}");
+            // Custody: the HSM holds the new material, named by KMS's id, and no orphan.
+            let kept = softhsm().kept_materials(now.arn().unwrap()).unwrap();
+            let current = now.current_key_material_id().unwrap();
+            assert!(
+                kept.iter().any(|k| k.key_material_id.as_deref() == Some(current)),
+                "{strategy} {stop:?}: {kept:?}"
+            );
+            assert!(kept.iter().all(|k| k.key_material_id.is_some()), "{strategy} {stop:?}: pending left: {kept:?}");
+            assert!(t[HSM_OBJECT_TAG].contains(current), "{strategy} {stop:?}: {t:?}");
         }
     }
 }
@@ -299,12 +319,9 @@ async fn keys_that_must_not_be_rotated_are_refused_with_a_reason() {
     let native = aws.kms().create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_string();
     let doomed = byok_key(&aws, "doomed").await;
     aws.kms().schedule_key_deletion().key_id(&doomed).pending_window_in_days(7).send().await.unwrap();
-    let mrk = aws.kms().create_key().origin(OriginType::External).multi_region(true).send().await.unwrap();
-    let mrk = mrk.key_metadata().unwrap().key_id().to_string();
     counter.reset();
     for (key, why) in [
         (native.as_str(), "only imported (EXTERNAL)"),
-        (mrk.as_str(), "multi-Region"),
         (doomed.as_str(), "pending deletion"),
         ("not a key", "not a KMS key reference"),
     ] {

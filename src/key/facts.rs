@@ -33,6 +33,10 @@ pub enum Fact<T> {
     Denied(Denial),
     /// The endpoint does not implement the call (seen with emulators; not in AWS).
     Unsupported(String),
+    /// KMS implements the call but not for this key: `UnsupportedOperationException`, as
+    /// ListKeyRotations and GetKeyRotationStatus answer for keys in a custom key store
+    /// (Origin AWS_CLOUDHSM or EXTERNAL_KEY_STORE). A fact about the key, not an error.
+    NotForThisKey(String),
     /// Not asked, because the verdict cannot depend on it.
     NotRead,
 }
@@ -80,6 +84,8 @@ pub struct Rotation {
 pub struct AutoRotation {
     pub enabled: bool,
     pub period_days: Option<i64>,
+    /// GetKeyRotationStatus `NextRotationDate`: when KMS will next rotate the key.
+    pub next_rotation: Option<DateTime<Utc>>,
 }
 
 impl KeyFacts {
@@ -103,13 +109,28 @@ impl KeyFacts {
         }
     }
 
-    /// The newest date KMS knows key material took effect: the newest rotation, or the
-    /// key's creation for a key never rotated. `None` when the history is unknown.
+    /// The newest date KMS knows key material took effect: the newest rotation, else, for
+    /// a key whose material KMS generated, the key's creation. `None` when the history is
+    /// unknown, or when the only material was imported: ListKeyRotations gives the first
+    /// import no date, and it may have come days after CreateKey.
     pub fn newest_material_date(&self) -> Option<DateTime<Utc>> {
         match &self.rotations {
-            Fact::Known(rs) => rs.iter().filter_map(|r| r.date).max().or(self.created),
+            Fact::Known(rs) => {
+                let rotated = rs.iter().filter_map(|r| r.date).max();
+                if self.origin == "AWS_KMS" {
+                    rotated.or(self.created)
+                } else {
+                    rotated
+                }
+            }
             _ => None,
         }
+    }
+
+    /// A key in a custom key store, which KMS never rotates.
+    pub fn in_custom_key_store(&self) -> bool {
+        matches!(self.origin.as_str(), "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE")
+            || matches!(self.rotations, Fact::NotForThisKey(_))
     }
 
     /// Expiry of the current material, from DescribeKey or else the rotation listing.

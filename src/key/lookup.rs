@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_kms::types::{IncludeKeyMaterial, KeyManagerType};
 use futures_util::{StreamExt, TryStreamExt};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
 use super::facts::{AutoRotation, Denial, Fact, KeyFacts, KeyLookup, KeyManager, Rotation};
 use super::reference::{partition_of, Home, KeyRef};
@@ -28,47 +28,73 @@ pub struct KeyReader<'a> {
     params: &'a RuleParams,
     own_account: String,
     clients: Mutex<HashMap<String, Arc<OnceCell<AccountClient>>>>,
+    /// One DescribeKey per distinct reference, whoever asks first; the others wait for it.
+    by_reference: Mutex<HashMap<String, Arc<OnceCell<Arc<KeyLookup>>>>>,
+    /// One set of optional reads per distinct key, however many spellings name it.
+    by_key: Mutex<HashMap<String, Arc<OnceCell<KeyFacts>>>>,
+    /// Keys read at once, across every caller.
+    in_flight: Semaphore,
 }
 
 impl<'a> KeyReader<'a> {
     pub fn new(aws: &'a Aws, params: &'a RuleParams, own_account: &str) -> Self {
-        KeyReader { aws, params, own_account: own_account.to_string(), clients: Mutex::new(HashMap::new()) }
+        KeyReader {
+            aws,
+            params,
+            own_account: own_account.to_string(),
+            clients: Mutex::new(HashMap::new()),
+            by_reference: Mutex::new(HashMap::new()),
+            by_key: Mutex::new(HashMap::new()),
+            in_flight: Semaphore::new(CONCURRENCY),
+        }
+    }
+
+    /// Looks one reference up, once per invocation: a sweep calls this as each resource
+    /// arrives, so key reads overlap the enumeration instead of following it.
+    pub async fn look_up(&self, r: &KeyRef, home: &Home) -> Result<Arc<KeyLookup>, Error> {
+        let cell = {
+            let mut m = self.by_reference.lock().expect("lookup cache poisoned");
+            m.entry(r.qualified(home)).or_default().clone()
+        };
+        let lookup = cell
+            .get_or_try_init(|| async {
+                let described = {
+                    let _permit = self.in_flight.acquire().await.expect("semaphore closed");
+                    self.describe(r, home).await?
+                };
+                let KeyLookup::Found(f) = described else { return Ok::<_, Error>(Arc::new(described)) };
+                let key_cell = {
+                    let mut m = self.by_key.lock().expect("key cache poisoned");
+                    m.entry(f.key_arn.clone()).or_default().clone()
+                };
+                let facts = key_cell
+                    .get_or_try_init(|| async {
+                        let _permit = self.in_flight.acquire().await.expect("semaphore closed");
+                        self.complete(*f).await
+                    })
+                    .await?;
+                Ok(Arc::new(KeyLookup::Found(Box::new(facts.clone()))))
+            })
+            .await?;
+        Ok(lookup.clone())
     }
 
     /// Looks up every distinct reference once. The map is keyed by [`KeyRef::qualified`].
     pub async fn look_up_all<'r>(
         &self,
         refs: impl IntoIterator<Item = (&'r KeyRef, &'r Home)>,
-    ) -> Result<HashMap<String, KeyLookup>, Error> {
+    ) -> Result<HashMap<String, Arc<KeyLookup>>, Error> {
         let mut distinct: BTreeMap<String, (KeyRef, Home)> = BTreeMap::new();
         for (r, home) in refs {
             distinct.entry(r.qualified(home)).or_insert_with(|| (r.clone(), home.clone()));
         }
-        // Phase 1: DescribeKey per distinct reference.
-        let described: Vec<(String, KeyLookup)> = futures_util::stream::iter(distinct)
-            .map(|(q, (r, home))| async move { Ok::<_, Error>((q, self.describe(&r, &home).await?)) })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        // Phase 2: the optional reads, once per key even when several spellings name it.
-        let mut by_key: BTreeMap<String, KeyFacts> = BTreeMap::new();
-        for (_, l) in &described {
-            if let KeyLookup::Found(f) = l {
-                by_key.entry(f.key_arn.clone()).or_insert_with(|| (**f).clone());
-            }
-        }
-        let completed: HashMap<String, KeyFacts> = futures_util::stream::iter(by_key.into_values())
-            .map(|f| async move { self.complete(f).await.map(|f| (f.key_arn.clone(), f)) })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(described
+        // Owned values in the futures: a stream closure lending borrows would not be
+        // general enough for callers that spawn the handler.
+        let lookups: Vec<_> = distinct
             .into_iter()
-            .map(|(q, l)| match l {
-                KeyLookup::Found(f) => (q, KeyLookup::Found(Box::new(completed[&f.key_arn].clone()))),
-                other => (q, other),
-            })
-            .collect())
+            .map(|(q, (r, home))| async move { Ok::<_, Error>((q, self.look_up(&r, &home).await?)) })
+            .collect();
+        futures_util::stream::iter(lookups).buffer_unordered(CONCURRENCY).try_collect().await
     }
 
     fn reader_role_arn(&self, account: &str, partition: &str) -> Option<String> {
@@ -87,31 +113,10 @@ impl<'a> KeyReader<'a> {
         };
         let client = cell
             .get_or_try_init(|| async {
-                let out = self
-                    .aws
-                    .sts()
-                    .assume_role()
-                    .role_arn(&role_arn)
-                    .role_session_name("kms-rotation-guard")
-                    .send()
-                    .await;
-                match out {
-                    Ok(o) => {
-                        let c = o.credentials().ok_or_else(|| Error::Aws {
-                            operation: "sts:AssumeRole",
-                            transient: false,
-                            message: "response had no credentials".into(),
-                        })?;
-                        let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
-                        let creds = aws_sdk_kms::config::Credentials::new(
-                            c.access_key_id(),
-                            c.secret_access_key(),
-                            Some(c.session_token().to_string()),
-                            expiry,
-                            "kms-rotation-guard-key-reader",
-                        );
-                        Ok(Ok(self.aws.kms_with(Some(creds))))
-                    }
+                // The process-wide cache in `Aws` keeps the role's credentials across warm
+                // invocations; this cell only joins concurrent lookups of one invocation.
+                match self.aws.kms_as_role(&role_arn, "kms-rotation-guard").await {
+                    Ok(client) => Ok(Ok(client)),
                     Err(e) => {
                         let f = classify(&e);
                         match f.kind {
@@ -212,7 +217,13 @@ impl<'a> KeyReader<'a> {
             return Ok(f);
         }
         // Both reads at once: each is a round trip, and a key's verdict waits for both.
-        if self.params.verify_tag_against_kms {
+        // A key whose material KMS generated is judged by the age of that material, so its
+        // rotation history is read whatever the rule's parameters.
+        if f.origin == "AWS_KMS" {
+            let (tags, rotations) = tokio::join!(self.tags(&client, &f), self.rotations(&client, &f));
+            f.tags = tags?;
+            f.rotations = rotations?;
+        } else if self.params.verify_tag_against_kms {
             let (tags, rotations) = tokio::join!(self.tags(&client, &f), self.rotations(&client, &f));
             f.tags = tags?;
             // Rotations only matter once the tag is readable; a denial of the tags decides.
@@ -280,12 +291,14 @@ impl<'a> KeyReader<'a> {
             Ok(o) => Ok(Fact::Known(AutoRotation {
                 enabled: o.key_rotation_enabled(),
                 period_days: o.rotation_period_in_days().map(i64::from),
+                next_rotation: o.next_rotation_date().and_then(to_chrono),
             })),
             Err(e) => self.optional(e, "kms:GetKeyRotationStatus", "kms:GetKeyRotationStatus", f),
         }
     }
 
-    /// A failed optional read: denial and "not implemented" are facts, the rest an error.
+    /// A failed optional read: a denial, "not implemented" and "not for this key" are
+    /// facts, the rest an error.
     fn optional<T, E>(
         &self,
         e: aws_sdk_kms::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
@@ -307,6 +320,11 @@ impl<'a> KeyReader<'a> {
                 // what it could not check, so this is information, not a warning.
                 tracing::info!(operation, error = %failure.message, "endpoint does not implement this KMS call");
                 Ok(Fact::Unsupported(format!("{operation} is not implemented by this endpoint")))
+            }
+            FailureKind::NotForThisResource => {
+                // AWS's answer for keys in a custom key store: KMS cannot rotate them.
+                tracing::info!(operation, key = %f.key_arn, error = %failure.message, "KMS does not support this call for the key");
+                Ok(Fact::NotForThisKey(format!("{operation}: {}", failure.message)))
             }
             _ => Err(failure.into_error(operation)),
         }

@@ -53,10 +53,16 @@ pub enum Protection {
     Unencrypted(String),
     /// S3-managed keys (SSE-S3, AES256).
     S3Managed,
+    /// No default encryption recorded for a bucket: S3 applies SSE-S3 to every bucket
+    /// (since January 2023), so the data is encrypted, with a key S3 owns.
+    S3ManagedByDefault,
     /// DynamoDB's default AWS-owned key.
     AwsOwnedKey,
     /// A KMS key, as referenced on the resource.
     Kms(KeyRef),
+    /// Reading how the resource is encrypted was refused (a bucket or resource policy, an
+    /// SCP): a finding for this resource, never a stop for the sweep.
+    Unreadable(crate::key::Denial),
 }
 
 /// A resource to evaluate.
@@ -108,10 +114,25 @@ pub fn from_configuration_item(item: &Value, rule_types: &[ResourceType]) -> Res
             crate::key::reference::truncate_chars(type_name, 60)
         ));
     };
-    let account = field("awsAccountId")?;
+    // Invoking events say awsAccountId; GetResourceConfigHistory and BatchGetResourceConfig
+    // items (and tools that store them) say accountId.
+    let account = match item.get("awsAccountId") {
+        None | Some(Value::Null) if item.get("accountId").is_some_and(Value::is_string) => field("accountId")?,
+        _ => field("awsAccountId")?,
+    };
     let region = field("awsRegion")?;
     let name = item.get("resourceName").and_then(Value::as_str).unwrap_or(&resource_id).to_string();
-    let configuration = item.get("configuration").filter(|c| !c.is_null());
+    // The API shape carries the configuration as a JSON string.
+    let parsed;
+    let configuration = match item.get("configuration").filter(|c| !c.is_null()) {
+        Some(Value::String(s)) => {
+            parsed = serde_json::from_str::<Value>(s).map_err(|e| {
+                Error::malformed(format!("configurationItem.configuration is a string but not JSON: {e}"))
+            })?;
+            Some(&parsed)
+        }
+        other => other,
+    };
     let protection = match resource_type {
         ResourceType::RdsDbInstance | ResourceType::RdsDbCluster => {
             let c = configuration.ok_or_else(|| Error::malformed("configurationItem.configuration is missing"))?;
@@ -153,4 +174,58 @@ pub(crate) fn opt_str<'a>(obj: &'a Value, name: &str, path: &str) -> Result<Opti
 
 pub(crate) fn key_ref(raw: &str, path: &str) -> Result<KeyRef, Error> {
     KeyRef::parse(raw).map_err(|e| Error::malformed(format!("{path}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn protection_of(resource_type: &str, configuration: Value, supplementary: Value) -> Protection {
+        let item = json!({
+            "resourceType": resource_type, "resourceId": "r-1", "awsAccountId": "123456789012",
+            "awsRegion": "eu-west-1", "configurationItemStatus": "OK",
+            "configuration": configuration, "supplementaryConfiguration": supplementary,
+        });
+        match from_configuration_item(&item, &ResourceType::ALL).unwrap() {
+            Item::Evaluate(r) => r.protection,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dynamodb_sse_enabled_without_a_key_is_the_aws_managed_key() {
+        // The casing Config records for tables.
+        let p = protection_of(
+            "AWS::DynamoDB::Table",
+            json!({"tableName": "t", "ssedescription": {"status": "ENABLED", "ssetype": "KMS"}}),
+            json!({}),
+        );
+        assert_eq!(p, Protection::Kms(KeyRef::AliasName("alias/aws/dynamodb".into())));
+        let p = protection_of("AWS::DynamoDB::Table", json!({"ssedescription": {"status": "ENABLED"}}), json!({}));
+        assert_eq!(p, Protection::Kms(KeyRef::AliasName("alias/aws/dynamodb".into())));
+        // No description at all: DynamoDB's AWS-owned key.
+        assert_eq!(
+            protection_of("AWS::DynamoDB::Table", json!({"tableName": "t"}), json!({})),
+            Protection::AwsOwnedKey
+        );
+    }
+
+    #[test]
+    fn rds_sse_rds_is_an_aws_owned_key_not_encryption_off() {
+        for t in ["AWS::RDS::DBCluster", "AWS::RDS::DBInstance"] {
+            let p = protection_of(t, json!({"storageEncrypted": false, "storageEncryptionType": "sse-rds"}), json!({}));
+            assert_eq!(p, Protection::AwsOwnedKey, "{t}");
+            let p = protection_of(t, json!({"storageEncrypted": false, "storageEncryptionType": "none"}), json!({}));
+            assert!(matches!(p, Protection::Unencrypted(_)), "{t}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn s3_items_without_recorded_encryption_have_sse_s3() {
+        assert_eq!(protection_of("AWS::S3::Bucket", json!({"name": "b"}), json!({})), Protection::S3ManagedByDefault);
+        let empty = json!({"ServerSideEncryptionConfiguration": {"rules": []}});
+        assert_eq!(protection_of("AWS::S3::Bucket", json!({}), empty), Protection::S3ManagedByDefault);
+    }
 }

@@ -9,9 +9,15 @@ use serde_json::Value;
 use super::{field_ci, key_ref, opt_str, Protection, Resource, ResourceType};
 use crate::aws::{classify, fail, Aws, FailureKind};
 use crate::error::Error;
-use crate::key::{Home, KeyRef};
+use crate::key::{Denial, Home, KeyRef};
 
-const CONCURRENCY: usize = 16;
+/// GetBucketEncryption calls in flight at once. S3 serves 5,500 GET requests per second
+/// per prefix (S3 User Guide, "Best practices design patterns: optimizing Amazon S3
+/// performance"), and each call reads a different bucket: the client's own round trips,
+/// not S3, bound this. 32 keeps one Lambda's sockets and memory small.
+const CONCURRENCY: usize = 32;
+/// ListBuckets' largest page.
+const MAX_BUCKETS_PER_PAGE: i32 = 10_000;
 const PATH: &str = "supplementaryConfiguration.ServerSideEncryptionConfiguration";
 
 pub fn protection_from_item(item: &Value) -> Result<Protection, Error> {
@@ -43,8 +49,9 @@ pub fn protection_from_item(item: &Value) -> Result<Protection, Error> {
     protection(defaults.iter().map(|(a, k)| (a.as_deref(), k.as_deref())))
 }
 
+/// No default encryption recorded: since January 2023 S3 applies SSE-S3 to every bucket.
 fn no_default_encryption() -> Protection {
-    Protection::Unencrypted("no default encryption configuration".into())
+    Protection::S3ManagedByDefault
 }
 
 /// The first default-encryption rule decides (S3 allows exactly one).
@@ -63,12 +70,17 @@ fn protection<'a>(mut defaults: impl Iterator<Item = (Option<&'a str>, Option<&'
 }
 
 /// Every bucket of this region: ListBuckets (paginated), then GetBucketEncryption each.
-pub async fn enumerate(aws: &Aws, home: &Home) -> Result<Vec<Resource>, Error> {
+pub async fn enumerate(aws: &Aws, home: &Home, found: &(dyn Fn(Resource) + Send + Sync)) -> Result<(), Error> {
     let mut names = Vec::new();
-    let mut pages = aws.s3().list_buckets().into_paginator().send();
+    // Without BucketRegion, ListBuckets names every region's buckets, and reading another
+    // region's bucket answers 301 PermanentRedirect. A Config rule is regional: list only
+    // this region's. MaxBuckets makes AWS paginate (unpaginated ListBuckets is refused in
+    // accounts whose bucket quota is above 10,000).
+    let mut pages =
+        aws.s3().list_buckets().bucket_region(&home.region).max_buckets(MAX_BUCKETS_PER_PAGE).into_paginator().send();
     while let Some(page) = pages.next().await {
         for b in page.map_err(fail("s3:ListAllMyBuckets"))?.buckets() {
-            // ListBuckets lists every region's buckets; a Config rule is regional.
+            // Belt and braces: an endpoint that ignores the filter but names regions.
             if b.bucket_region().is_some_and(|r| r != home.region) {
                 continue;
             }
@@ -94,6 +106,16 @@ pub async fn enumerate(aws: &Aws, home: &Home) -> Result<Vec<Resource>, Error> {
                     match (f.kind, f.code.as_deref()) {
                         (_, Some("ServerSideEncryptionConfigurationNotFoundError")) => no_default_encryption(),
                         (FailureKind::NotFound, _) => return Ok(None),
+                        // A bucket policy (or an SCP) refusing it: a finding for this bucket.
+                        (FailureKind::Denied, _) => Protection::Unreadable(Denial {
+                            action: "s3:GetEncryptionConfiguration".into(),
+                            hint: "allow it to the evaluator role in the bucket policy and IAM policy".into(),
+                        }),
+                        // Moved to another region since it was listed: not this rule's bucket.
+                        (_, Some("PermanentRedirect")) => {
+                            tracing::warn!(bucket = %name, "bucket is in another region; skipped");
+                            return Ok(None);
+                        }
                         _ => return Err(f.into_error("s3:GetEncryptionConfiguration")),
                     }
                 }
@@ -106,10 +128,14 @@ pub async fn enumerate(aws: &Aws, home: &Home) -> Result<Vec<Resource>, Error> {
                 protection,
             }))
         })
-        .buffered(CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
-    Ok(resources.into_iter().flatten().collect())
+        .buffer_unordered(CONCURRENCY)
+        .try_for_each(|r| {
+            if let Some(r) = r {
+                found(r);
+            }
+            futures_util::future::ready(Ok(()))
+        });
+    resources.await
 }
 
 fn sse_name(a: &ServerSideEncryption) -> String {

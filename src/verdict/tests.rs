@@ -119,21 +119,117 @@ fn keys_not_enabled_are_non_compliant_whatever_the_tag() {
     }
 }
 
-#[test]
-fn aws_kms_keys_with_automatic_rotation_within_the_limit_pass_without_a_tag() {
+/// An AWS_KMS key created `created_days` ago, never rotated, rotation status `auto`.
+fn generated(created_days: i64, auto: Option<AutoRotation>) -> KeyFacts {
     let mut f = external(None);
     f.origin = "AWS_KMS".into();
-    f.auto_rotation = Fact::Known(AutoRotation { enabled: true, period_days: Some(365) });
-    expect(&judge(f.clone()), Compliance::Compliant, &["automatically every 365 days"]);
-    // Period above the limit, or rotation off: judged by the tag (missing here).
-    let strict = RuleParams { max_key_age_days: 90, ..RuleParams::default() };
-    expect(&judge_with(f.clone(), &strict), Compliance::NonCompliant, &["no LastRotationDate tag"]);
-    f.auto_rotation = Fact::Known(AutoRotation { enabled: false, period_days: None });
-    expect(&judge(f.clone()), Compliance::NonCompliant, &["no LastRotationDate tag"]);
-    // ... and a good tag, matching a rotation KMS saw, makes it compliant.
-    rotated_on(&mut f, days_ago(10));
-    f.tags = Fact::Known(BTreeMap::from([("LastRotationDate".into(), date(10))]));
-    expect(&judge(f), Compliance::Compliant, &["10 days ago"]);
+    f.created = Some(days_ago(created_days));
+    f.auto_rotation = auto.map(Fact::Known).unwrap_or(Fact::NotRead);
+    f
+}
+
+#[test]
+fn aws_kms_keys_are_judged_by_the_age_of_their_current_material() {
+    // A 2021 key with automatic rotation enabled today: AWS first rotates it a year from
+    // now, so the material in use is five years old.
+    let enabled_today =
+        AutoRotation { enabled: true, period_days: Some(365), next_rotation: Some(now() + Duration::days(365)) };
+    let f = generated(5 * 365, Some(enabled_today));
+    expect(
+        &judge(f.clone()),
+        Compliance::NonCompliant,
+        &["current key material is from", "1825 days old", "automatic rotation next on 2027-11-23"],
+    );
+    // A tag cannot speak for material KMS generated.
+    let mut tagged = f.clone();
+    tagged.tags = Fact::Known(BTreeMap::from([("LastRotationDate".into(), date(1))]));
+    expect(&judge(tagged), Compliance::NonCompliant, &["1825 days old"]);
+    // After its first automatic rotation (ListKeyRotations dates it), it passes.
+    let mut rotated = f.clone();
+    rotated_on(&mut rotated, days_ago(10));
+    expect(&judge(rotated), Compliance::Compliant, &["10 days old", "next on"]);
+    // Never rotated, young enough by its creation date, rotation off: passes, and says so.
+    let off = AutoRotation { enabled: false, period_days: None, next_rotation: None };
+    expect(&judge(generated(100, Some(off))), Compliance::Compliant, &["100 days old", "automatic rotation is off"]);
+    // The history is unreadable: the age is unknown, a finding naming the read.
+    let mut denied = f.clone();
+    denied.rotations =
+        Fact::Denied(Denial { action: "kms:ListKeyRotations".into(), hint: "set keyReaderRoleName".into() });
+    expect(&judge(denied), Compliance::NonCompliant, &["kms:ListKeyRotations denied"]);
+    // An endpoint without ListKeyRotations (an emulator): the tag decides.
+    let mut emulated = f;
+    emulated.rotations = Fact::Unsupported("kms:ListKeyRotations is not implemented".into());
+    expect(&judge(emulated.clone()), Compliance::NonCompliant, &["no LastRotationDate tag"]);
+    emulated.tags = Fact::Known(BTreeMap::from([("LastRotationDate".into(), date(10))]));
+    expect(&judge(emulated), Compliance::Compliant, &["10 days ago"]);
+}
+
+#[test]
+fn a_first_import_days_after_create_key_passes_on_its_tag_and_material_id() {
+    // Created Monday, material imported and tagged Thursday (today). ListKeyRotations lists
+    // the first material without a date, so CreationDate is not the material's date.
+    let mut f = external(Some(&date(0)));
+    f.created = Some(days_ago(3));
+    f.current_material_id = Some("m1".into());
+    f.rotations = Fact::Known(vec![Rotation {
+        date: None,
+        material_id: Some("m1".into()),
+        material_state: Some("CURRENT".into()),
+        expiration_model: None,
+        valid_to: None,
+    }]);
+    if let Fact::Known(t) = &mut f.tags {
+        t.insert(MATERIAL_ID_TAG.into(), "m1".into());
+    }
+    expect(&judge(f.clone()), Compliance::Compliant, &["0 days ago"]);
+    // The material-id check still holds the tag to account.
+    f.current_material_id = Some("m2".into());
+    expect(&judge(f), Compliance::NonCompliant, &["current key material is m2"]);
+}
+
+#[test]
+fn custom_key_store_keys_are_judged_by_their_tag_and_say_kms_cannot_rotate_them() {
+    let why = "kms:ListKeyRotations: UnsupportedOperationException: not supported for keys in a custom key store";
+    for origin in ["AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"] {
+        let mut f = external(Some(&date(10)));
+        f.origin = origin.into();
+        f.rotations = Fact::NotForThisKey(why.into());
+        f.auto_rotation = Fact::NotForThisKey(why.into());
+        expect(&judge(f.clone()), Compliance::Compliant, &["10 days ago", "KMS cannot rotate it"]);
+        f.tags = Fact::Known(BTreeMap::from([("LastRotationDate".into(), date(400))]));
+        expect(&judge(f), Compliance::NonCompliant, &["400 days ago", "KMS cannot rotate it"]);
+    }
+}
+
+#[test]
+fn not_found_mentions_non_arn_references_only_for_them() {
+    let p = RuleParams::default();
+    let by_arn = Protection::Kms(KeyRef::parse(&format!("arn:aws:kms:eu-west-1:111122223333:key/{ID}")).unwrap());
+    let v = decide(&by_arn, Some(&KeyLookup::NotFound), &p, now());
+    expect(&v, Compliance::NonCompliant, &["not found", "deleted"]);
+    assert!(!v.annotation.contains("not an ARN"), "{}", v.annotation);
+    let v = decide(&alias(), Some(&KeyLookup::NotFound), &p, now());
+    expect(&v, Compliance::NonCompliant, &["not found", "the reference is not an ARN"]);
+}
+
+#[test]
+fn buckets_without_recorded_encryption_have_sse_s3_never_no_encryption() {
+    let v = decide(&Protection::S3ManagedByDefault, None, &RuleParams::default(), now());
+    expect(&v, Compliance::NonCompliant, &["SSE-S3", "January 2023", "customer managed key"]);
+    assert!(!v.annotation.contains("not encrypted") && !v.annotation.contains("no encryption"), "{}", v.annotation);
+}
+
+#[test]
+fn an_unreadable_resource_is_a_finding_naming_the_action() {
+    let prot = Protection::Unreadable(Denial {
+        action: "s3:GetEncryptionConfiguration".into(),
+        hint: "the bucket policy or an SCP refuses it".into(),
+    });
+    expect(
+        &decide(&prot, None, &RuleParams::default(), now()),
+        Compliance::NonCompliant,
+        &["s3:GetEncryptionConfiguration denied", "bucket policy"],
+    );
 }
 
 #[test]
@@ -171,12 +267,18 @@ fn accepted_date_forms() {
 
 #[test]
 fn a_tag_claiming_a_rotation_kms_never_saw_is_caught() {
-    // Created 1000 days ago and never rotated, but the tag says 10 days ago.
-    expect(
-        &judge(external(Some(&date(10)))),
-        Compliance::NonCompliant,
-        &[&format!("tag says {}", date(10)), &format!("from {}", date(1000))],
-    );
+    // Last rotated 100 days ago by KMS's own account, but the tag says 10 days ago.
+    let mut f = external(Some(&date(10)));
+    rotated_on(&mut f, days_ago(100));
+    expect(&judge(f), Compliance::NonCompliant, &[&format!("tag says {}", date(10)), &format!("from {}", date(100))]);
+    // Never rotated: the first import has no date in KMS (it may have come long after
+    // CreateKey), so the creation date proves nothing; the material id tag is the check.
+    let mut f = external(Some(&date(10)));
+    f.current_material_id = Some("m-current".into());
+    if let Fact::Known(t) = &mut f.tags {
+        t.insert(MATERIAL_ID_TAG.into(), "m-old".into());
+    }
+    expect(&judge(f), Compliance::NonCompliant, &["says m-old"]);
     // A rotation 10 days ago makes the same tag honest; one day of slack either way.
     let mut f = external(Some(&date(10)));
     rotated_on(&mut f, days_ago(11) + Duration::hours(1));

@@ -26,7 +26,7 @@ use rsa::pkcs8::DecodePublicKey;
 use rsa::traits::PublicKeyParts;
 use zeroize::Zeroizing;
 
-pub use pkcs11::Pkcs11Source;
+pub use pkcs11::{Pkcs11Source, WrapWithTrusted};
 pub use software::SoftwareSource;
 
 /// Bytes of material a `SYMMETRIC_DEFAULT` KMS key takes: one AES-256 key.
@@ -325,6 +325,24 @@ pub enum HsmError {
 
     #[error("{operation} failed: {reason}")]
     Software { operation: &'static str, reason: String },
+
+    #[error(
+        "{source_name} cannot keep key material, so it cannot {action}; use an HSM (--hsm pkcs11), \
+         which keeps every material it imports as a token object"
+    )]
+    CannotKeep { source_name: String, action: &'static str },
+
+    #[error(
+        "the HSM holds no key material {key_material_id} for {key_arn}: it was imported by a version that did not \
+         keep material, or the token was not restored from its backup; only that exact material can be imported again"
+    )]
+    NotKept { key_arn: String, key_material_id: String },
+
+    #[error(
+        "the HSM holds no pending key material for {key_arn}: KMS lists new material the HSM does not hold, \
+         so completing this rotation would make KMS its only holder; refusing"
+    )]
+    PendingNotKept { key_arn: String },
 }
 
 fn list_or_none(items: &[impl fmt::Display]) -> String {
@@ -332,6 +350,54 @@ fn list_or_none(items: &[impl fmt::Display]) -> String {
         return "(none)".to_owned();
     }
     items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// `CKA_ID` of a kept material before KMS has given it an id.
+pub const PENDING_ID: &str = "pending";
+
+/// Key material kept on a token as a persistent object, found again by its attributes alone:
+/// `CKA_LABEL` is the KMS key ARN and `CKA_ID` the KMS `KeyMaterialId` (or [`PENDING_ID`]
+/// between generation and ImportKeyMaterial).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeptMaterial {
+    /// The token's label.
+    pub token: String,
+    /// `CKA_LABEL`: the ARN of the key the material was generated for.
+    pub key_arn: String,
+    /// `CKA_ID`: the KMS key material id; `None` while pending.
+    pub key_material_id: Option<String>,
+}
+
+impl fmt::Display for KeptMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "token {:?} object CKA_LABEL={} CKA_ID={}",
+            self.token,
+            self.key_arn,
+            self.key_material_id.as_deref().unwrap_or(PENDING_ID)
+        )
+    }
+}
+
+impl KeptMaterial {
+    /// The object as a KMS tag value (the key ARN is the key's own, so it is left out).
+    pub fn tag_value(&self) -> String {
+        format!("pkcs11 token={} CKA_ID={}", self.token, self.key_material_id.as_deref().unwrap_or(PENDING_ID))
+    }
+}
+
+/// The key id at the end of a key ARN (`…:key/<id>`), or the input when it has none.
+pub(crate) fn key_id_of(arn: &str) -> &str {
+    arn.rsplit_once(":key/").map(|(_, id)| id).unwrap_or(arn)
+}
+
+/// Whether material labelled `label` belongs to the key `key_arn`. Related multi-Region keys
+/// share their key id (`mrk-…`) and their material, so for them the id decides, not the Region.
+pub(crate) fn label_matches(label: &str, key_arn: &str) -> bool {
+    let id = key_id_of(key_arn);
+    label == key_arn || (id.starts_with("mrk-") && key_id_of(label) == id)
 }
 
 /// Something that can generate AES-256 key material and hand it out only wrapped for KMS.
@@ -384,6 +450,51 @@ pub trait KeyMaterialSource: Send + Sync {
         spec: WrappingKeySpec,
         algorithm: WrappingAlgorithm,
     ) -> Result<WrappedKeyMaterial, HsmError>;
+
+    /// True when this source keeps what it generates (an HSM token), so that the material can
+    /// be imported again. The rotation then uses the `*_kept` methods instead of
+    /// [`Self::generate_and_wrap`].
+    fn keeps_material(&self) -> bool {
+        false
+    }
+
+    /// New material as a persistent, sensitive token object labelled for `key_arn` and pending
+    /// its KMS id; or the pending object a stopped run left for that key (then `true`), so a
+    /// re-run never leaves an orphan.
+    fn keep_new_material(&self, key_arn: &str) -> Result<(KeptMaterial, bool), HsmError> {
+        let _ = key_arn;
+        Err(HsmError::CannotKeep { source_name: self.name().to_owned(), action: "keep new material" })
+    }
+
+    /// Wraps kept material to `kms_public_key_der`, inside the token.
+    fn wrap_kept(
+        &self,
+        kept: &KeptMaterial,
+        kms_public_key_der: &[u8],
+        spec: WrappingKeySpec,
+        algorithm: WrappingAlgorithm,
+    ) -> Result<WrappedKeyMaterial, HsmError> {
+        let _ = (kept, kms_public_key_der, spec, algorithm);
+        Err(HsmError::CannotKeep { source_name: self.name().to_owned(), action: "wrap kept material" })
+    }
+
+    /// Gives the pending material of `key_arn` its KMS id (`CKA_ID`); a no-op when a material
+    /// with that id is already kept.
+    fn name_kept(&self, key_arn: &str, key_material_id: &str) -> Result<KeptMaterial, HsmError> {
+        let _ = key_material_id;
+        Err(HsmError::PendingNotKept { key_arn: key_arn.to_owned() })
+    }
+
+    /// Every material kept for `key_arn` (for a multi-Region key: for its key id).
+    fn kept_materials(&self, key_arn: &str) -> Result<Vec<KeptMaterial>, HsmError> {
+        let _ = key_arn;
+        Ok(Vec::new())
+    }
+
+    /// The kept material with this KMS id, if the token holds it.
+    fn find_kept(&self, key_arn: &str, key_material_id: &str) -> Result<Option<KeptMaterial>, HsmError> {
+        Ok(self.kept_materials(key_arn)?.into_iter().find(|k| k.key_material_id.as_deref() == Some(key_material_id)))
+    }
 }
 
 /// Decodes the KMS wrapping key and checks it is RSA of the size KMS was asked for, so a mix-up

@@ -1,9 +1,12 @@
 //! Key material generated and wrapped inside an HSM, through PKCS#11.
 //!
-//! For each wrap the token generates a fresh AES-256 key as a *session* object that is
-//! sensitive (its value cannot be read) but extractable (it can leave the token wrapped), imports
-//! the KMS public key as a session object, and wraps with `C_WrapKey`. The plaintext never leaves
-//! the token; all session objects are destroyed before returning.
+//! Material for KMS is a *persistent token object* (custody, see [`Pkcs11Source::keep_new_material`]):
+//! sensitive (its value cannot be read), extractable only so that it can leave the token
+//! wrapped, labelled with the key ARN and the KMS key material id so that it can be found and
+//! imported again. For each wrap the token imports the KMS public key as a session object and
+//! wraps with `C_WrapKey`; the plaintext never leaves the token and the session objects are
+//! destroyed before returning. ([`KeyMaterialSource::generate_and_wrap`] still makes throwaway
+//! session material, for the probe and the tests that play KMS.)
 //!
 //! `RSA_AES_KEY_WRAP_*` is composed from two wraps inside the token (RSA-OAEP of an ephemeral
 //! AES key, then RFC 5649 key wrap of the material under it) because few tokens, SoftHSM
@@ -27,8 +30,8 @@ use cryptoki::types::AuthPin;
 use rsa::traits::PublicKeyParts;
 
 use super::{
-    parse_kms_public_key, CheckedWrap, HsmError, HsmPin, KeyMaterialSource, OaepHash, WrappedKeyMaterial,
-    WrappingAlgorithm, WrappingKeySpec, CHECK_BLOCK, KEY_MATERIAL_LEN,
+    label_matches, parse_kms_public_key, CheckedWrap, HsmError, HsmPin, KeptMaterial, KeyMaterialSource, OaepHash,
+    WrappedKeyMaterial, WrappingAlgorithm, WrappingKeySpec, CHECK_BLOCK, KEY_MATERIAL_LEN, PENDING_ID,
 };
 
 /// RFC 5649 output for 32 bytes of input. A token whose `CKM_AES_KEY_WRAP_PAD` gives anything
@@ -41,8 +44,8 @@ const PROBE_RSA_BITS: u64 = 2048;
 
 /// A PKCS#11 token that generates and wraps key material. The production source.
 ///
-/// Holds one logged-in read-only session (session objects need no write access, and nothing is
-/// ever stored on the token); calls are serialised on it.
+/// Holds one logged-in read-write session (kept material is a token object); calls are
+/// serialised on it.
 pub struct Pkcs11Source {
     name: String,
     label: String,
@@ -50,6 +53,19 @@ pub struct Pkcs11Source {
     slot: Slot,
     session: Mutex<Session>,
     supported: OnceLock<Vec<WrappingAlgorithm>>,
+    wrap_with_trusted: OnceLock<WrapWithTrusted>,
+}
+
+/// Whether kept material is marked `CKA_WRAP_WITH_TRUSTED`, so that only keys the token holds
+/// as trusted can wrap it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrapWithTrusted {
+    /// The token lets this user mark the KMS wrapping key `CKA_TRUSTED`: kept material can be
+    /// wrapped only to such keys.
+    Used,
+    /// The token refuses `CKA_TRUSTED` to a user session (SoftHSM 2.6 allows it to the
+    /// security officer only), so a material marked wrap-with-trusted could never reach KMS.
+    Unsupported,
 }
 
 impl std::fmt::Debug for Pkcs11Source {
@@ -75,7 +91,8 @@ impl Pkcs11Source {
         let ctx = context(module.as_ref())?;
         let label = token_label.trim_end().to_owned();
         let slot = find_token(&ctx, &label)?;
-        let session = ctx.open_ro_session(slot).map_err(pkcs11("C_OpenSession"))?;
+        // Read-write: kept material is a token object, and it is renamed once KMS names it.
+        let session = ctx.open_rw_session(slot).map_err(pkcs11("C_OpenSession"))?;
         login(&session, &label, pin)?;
         tracing::info!(token = %label, slot = slot.id(), "logged in to PKCS#11 token");
         Ok(Self {
@@ -85,7 +102,73 @@ impl Pkcs11Source {
             slot,
             session: Mutex::new(session),
             supported: OnceLock::new(),
+            wrap_with_trusted: OnceLock::new(),
         })
+    }
+
+    /// Whether this token lets kept material be `CKA_WRAP_WITH_TRUSTED` (probed once: can a
+    /// user session create a `CKA_TRUSTED` public key?).
+    pub fn wrap_with_trusted(&self) -> WrapWithTrusted {
+        *self.wrap_with_trusted.get_or_init(|| {
+            let session = self.session();
+            let probe = session.create_object(&[
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::KeyType(KeyType::RSA),
+                Attribute::Token(false),
+                Attribute::Wrap(true),
+                Attribute::Trusted(true),
+                Attribute::Modulus(vec![0xc5; 256]),
+                Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+            ]);
+            let answer = match probe {
+                Ok(handle) => {
+                    let _ = session.destroy_object(handle);
+                    WrapWithTrusted::Used
+                }
+                Err(e) => {
+                    tracing::info!(token = %self.label, error = %e, "token refuses CKA_TRUSTED to the user: kept material is not wrap-with-trusted");
+                    WrapWithTrusted::Unsupported
+                }
+            };
+            answer
+        })
+    }
+
+    /// Token objects holding kept material, with their label and id.
+    fn kept_objects(&self, session: &Session) -> Result<Vec<(ObjectHandle, String, String)>, HsmError> {
+        let handles = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Token(true),
+                Attribute::KeyType(KeyType::AES),
+            ])
+            .map_err(pkcs11("C_FindObjects (kept material)"))?;
+        let mut out = Vec::new();
+        for h in handles {
+            let attrs = session
+                .get_attributes(h, &[AttributeType::Label, AttributeType::Id])
+                .map_err(pkcs11("C_GetAttributeValue (CKA_LABEL, CKA_ID)"))?;
+            let (mut label, mut id) = (String::new(), String::new());
+            for a in attrs {
+                match a {
+                    Attribute::Label(l) => label = String::from_utf8_lossy(&l).into_owned(),
+                    Attribute::Id(i) => id = String::from_utf8_lossy(&i).into_owned(),
+                    _ => {}
+                }
+            }
+            if label.starts_with("arn:") {
+                out.push((h, label, id));
+            }
+        }
+        Ok(out)
+    }
+
+    fn kept(&self, key_arn: &str, id: &str) -> KeptMaterial {
+        KeptMaterial {
+            token: self.label.clone(),
+            key_arn: key_arn.to_owned(),
+            key_material_id: (id != PENDING_ID).then(|| id.to_owned()),
+        }
     }
 
     /// [`KeyMaterialSource::generate_and_wrap`] plus a key check value computed by the token with
@@ -130,38 +213,7 @@ impl Pkcs11Source {
         let mut objects = SessionObjects::new(&session);
         let material = objects.track(generate_material(&session, with_check_value)?);
         ensure_sensitive(&session, material, &self.label)?;
-        let kms_wrapping_key = objects.track(
-            session
-                .create_object(&[
-                    Attribute::Class(ObjectClass::PUBLIC_KEY),
-                    Attribute::KeyType(KeyType::RSA),
-                    Attribute::Token(false),
-                    Attribute::Wrap(true),
-                    Attribute::Encrypt(false),
-                    Attribute::Verify(false),
-                    Attribute::Modulus(kms_key.n_bytes().into_vec()),
-                    Attribute::PublicExponent(kms_key.e_bytes().into_vec()),
-                ])
-                .map_err(pkcs11("C_CreateObject (KMS wrapping public key)"))?,
-        );
-        let oaep = oaep_mechanism(algorithm.oaep_hash());
-
-        let bytes = if algorithm.is_key_wrap() {
-            // CKM_RSA_AES_KEY_WRAP layout, as KMS expects: OAEP(ephemeral key) || KWP(material).
-            let ephemeral = objects.track(generate_ephemeral_kek(&session)?);
-            let mut out =
-                session.wrap_key(&oaep, kms_wrapping_key, ephemeral).map_err(pkcs11("C_WrapKey (RSA-OAEP)"))?;
-            let kwp = session
-                .wrap_key(&Mechanism::AesKeyWrapPad, ephemeral, material)
-                .map_err(pkcs11("C_WrapKey (AES key wrap with padding)"))?;
-            if kwp.len() != KWP_WRAPPED_LEN {
-                return Err(kwp_mismatch(kwp.len()));
-            }
-            out.extend_from_slice(&kwp);
-            out
-        } else {
-            session.wrap_key(&oaep, kms_wrapping_key, material).map_err(pkcs11("C_WrapKey (RSA-OAEP)"))?
-        };
+        let bytes = self.wrap_handle(&session, &mut objects, material, &kms_key, algorithm, false)?;
 
         let check_value = if with_check_value {
             let block = session
@@ -176,6 +228,50 @@ impl Pkcs11Source {
         };
         tracing::info!(token = %self.label, algorithm = algorithm.as_str(), wrapped_len = bytes.len(), "generated and wrapped key material in the HSM");
         Ok((WrappedKeyMaterial::new(algorithm, bytes), check_value))
+    }
+
+    /// Wraps `material` (a key on the token) to the KMS public key with `algorithm`.
+    fn wrap_handle(
+        &self,
+        session: &Session,
+        objects: &mut SessionObjects<'_>,
+        material: ObjectHandle,
+        kms_key: &rsa::PublicKey,
+        algorithm: WrappingAlgorithm,
+        trusted: bool,
+    ) -> Result<Vec<u8>, HsmError> {
+        let mut template = vec![
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Token(false),
+            Attribute::Wrap(true),
+            Attribute::Encrypt(false),
+            Attribute::Verify(false),
+            Attribute::Modulus(kms_key.n_bytes().into_vec()),
+            Attribute::PublicExponent(kms_key.e_bytes().into_vec()),
+        ];
+        if trusted {
+            template.push(Attribute::Trusted(true));
+        }
+        let kms_wrapping_key = objects
+            .track(session.create_object(&template).map_err(pkcs11("C_CreateObject (KMS wrapping public key)"))?);
+        let oaep = oaep_mechanism(algorithm.oaep_hash());
+        Ok(if algorithm.is_key_wrap() {
+            // CKM_RSA_AES_KEY_WRAP layout, as KMS expects: OAEP(ephemeral key) || KWP(material).
+            let ephemeral = objects.track(generate_ephemeral_kek(session, trusted)?);
+            let mut out =
+                session.wrap_key(&oaep, kms_wrapping_key, ephemeral).map_err(pkcs11("C_WrapKey (RSA-OAEP)"))?;
+            let kwp = session
+                .wrap_key(&Mechanism::AesKeyWrapPad, ephemeral, material)
+                .map_err(pkcs11("C_WrapKey (AES key wrap with padding)"))?;
+            if kwp.len() != KWP_WRAPPED_LEN {
+                return Err(kwp_mismatch(kwp.len()));
+            }
+            out.extend_from_slice(&kwp);
+            out
+        } else {
+            session.wrap_key(&oaep, kms_wrapping_key, material).map_err(pkcs11("C_WrapKey (RSA-OAEP)"))?
+        })
     }
 
     /// Finds out which wrapping algorithms the token really performs, by performing them once
@@ -229,7 +325,7 @@ impl Pkcs11Source {
         let sha1 = oaep_works(OaepHash::Sha1);
         let sha256 = oaep_works(OaepHash::Sha256);
         let kwp = listed(MechanismType::AES_KEY_WRAP_PAD) && {
-            let kek = objects.track(generate_ephemeral_kek(&session)?);
+            let kek = objects.track(generate_ephemeral_kek(&session, false)?);
             match session.wrap_key(&Mechanism::AesKeyWrapPad, kek, subject) {
                 Ok(w) if w.len() == KWP_WRAPPED_LEN => true,
                 Ok(w) => {
@@ -278,6 +374,111 @@ impl KeyMaterialSource for Pkcs11Source {
         algorithm: WrappingAlgorithm,
     ) -> Result<WrappedKeyMaterial, HsmError> {
         self.wrap_in_token(kms_public_key_der, spec, algorithm, false).map(|(wrapped, _)| wrapped)
+    }
+
+    fn keeps_material(&self) -> bool {
+        true
+    }
+
+    fn keep_new_material(&self, key_arn: &str) -> Result<(KeptMaterial, bool), HsmError> {
+        let trusted = self.wrap_with_trusted() == WrapWithTrusted::Used;
+        let session = self.session();
+        if self.kept_objects(&session)?.iter().any(|(_, label, id)| label == key_arn && id == PENDING_ID) {
+            // A run stopped before KMS named it: this is the material to import, not a new one.
+            return Ok((self.kept(key_arn, PENDING_ID), true));
+        }
+        let mut template = vec![
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen((KEY_MATERIAL_LEN as u64).into()),
+            // Custody: a persistent object, so the material can be imported again.
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            // Only so that it can leave the token wrapped for KMS.
+            Attribute::Extractable(true),
+            // CKA_ID is set to the KMS key material id after ImportKeyMaterial.
+            Attribute::Modifiable(true),
+            Attribute::Label(key_arn.as_bytes().to_vec()),
+            Attribute::Id(PENDING_ID.as_bytes().to_vec()),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
+            Attribute::Derive(false),
+        ];
+        if trusted {
+            template.push(Attribute::WrapWithTrusted(true));
+        }
+        let handle = session
+            .generate_key(&Mechanism::AesKeyGen, &template)
+            .map_err(pkcs11("C_GenerateKey (kept AES-256 key material)"))?;
+        ensure_sensitive(&session, handle, &self.label)?;
+        tracing::info!(token = %self.label, key = key_arn, wrap_with_trusted = trusted, "generated key material as a token object");
+        Ok((self.kept(key_arn, PENDING_ID), false))
+    }
+
+    fn wrap_kept(
+        &self,
+        kept: &KeptMaterial,
+        kms_public_key_der: &[u8],
+        spec: WrappingKeySpec,
+        algorithm: WrappingAlgorithm,
+    ) -> Result<WrappedKeyMaterial, HsmError> {
+        let kms_key = parse_kms_public_key(kms_public_key_der, spec)?;
+        let supported = self.supported_algorithms()?;
+        if !supported.contains(&algorithm) {
+            return Err(HsmError::AlgorithmUnsupported { source_name: self.name.clone(), algorithm, supported });
+        }
+        let trusted = self.wrap_with_trusted() == WrapWithTrusted::Used;
+        let session = self.session();
+        let id = kept.key_material_id.as_deref().unwrap_or(PENDING_ID);
+        let handle = self
+            .kept_objects(&session)?
+            .into_iter()
+            .find(|(_, label, i)| {
+                i == id && (label == &kept.key_arn || (id != PENDING_ID && label_matches(label, &kept.key_arn)))
+            })
+            .map(|(h, _, _)| h)
+            .ok_or_else(|| HsmError::NotKept { key_arn: kept.key_arn.clone(), key_material_id: id.to_owned() })?;
+        ensure_sensitive(&session, handle, &self.label)?;
+        let mut objects = SessionObjects::new(&session);
+        let bytes = self.wrap_handle(&session, &mut objects, handle, &kms_key, algorithm, trusted)?;
+        tracing::info!(token = %self.label, algorithm = algorithm.as_str(), wrapped_len = bytes.len(), "wrapped kept key material in the HSM");
+        Ok(WrappedKeyMaterial::new(algorithm, bytes))
+    }
+
+    fn name_kept(&self, key_arn: &str, key_material_id: &str) -> Result<KeptMaterial, HsmError> {
+        let session = self.session();
+        let objects = self.kept_objects(&session)?;
+        if objects.iter().any(|(_, label, id)| id == key_material_id && label_matches(label, key_arn)) {
+            return Ok(self.kept(key_arn, key_material_id));
+        }
+        let (handle, _, _) = objects
+            .into_iter()
+            .find(|(_, label, id)| label == key_arn && id == PENDING_ID)
+            .ok_or_else(|| HsmError::PendingNotKept { key_arn: key_arn.to_owned() })?;
+        session
+            .update_attributes(handle, &[Attribute::Id(key_material_id.as_bytes().to_vec())])
+            .map_err(pkcs11("C_SetAttributeValue (CKA_ID)"))?;
+        tracing::info!(token = %self.label, key = key_arn, material = key_material_id, "named the kept key material");
+        Ok(self.kept(key_arn, key_material_id))
+    }
+
+    fn kept_materials(&self, key_arn: &str) -> Result<Vec<KeptMaterial>, HsmError> {
+        let session = self.session();
+        Ok(self
+            .kept_objects(&session)?
+            .into_iter()
+            .filter(|(_, label, _)| label_matches(label, key_arn))
+            .map(|(_, label, id)| KeptMaterial {
+                token: self.label.clone(),
+                key_arn: label,
+                key_material_id: (id != PENDING_ID).then_some(id),
+            })
+            .collect())
     }
 }
 
@@ -337,11 +538,13 @@ pub(super) fn generate_material(session: &Session, for_check_value: bool) -> Res
 
 /// The ephemeral AES-256 key of `RSA_AES_KEY_WRAP_*`: wraps the material, is itself wrapped to
 /// KMS, and is destroyed with the session objects.
-fn generate_ephemeral_kek(session: &Session) -> Result<ObjectHandle, HsmError> {
+fn generate_ephemeral_kek(session: &Session, trusted: bool) -> Result<ObjectHandle, HsmError> {
     session
         .generate_key(
             &Mechanism::AesKeyGen,
             &[
+                // Kept material that is wrap-with-trusted can only be wrapped by a trusted key.
+                Attribute::Trusted(trusted),
                 Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::KeyType(KeyType::AES),
                 Attribute::ValueLen((KEY_MATERIAL_LEN as u64).into()),

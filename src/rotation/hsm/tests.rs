@@ -403,3 +403,60 @@ fn choose_prefers_the_strongest_supported() {
     assert_eq!(Fixed(WrappingAlgorithm::PREFERENCE.to_vec()).choose(Some(RsaesOaepSha1)).unwrap(), RsaesOaepSha1);
     assert!(matches!(Fixed(vec![]).choose(None), Err(HsmError::NoSupportedAlgorithm { .. })));
 }
+
+/// Custody: kept material is a persistent, sensitive token object, found again by its label
+/// (key ARN) and id (KMS material id), and every wrap of it carries the same material.
+#[test]
+fn pkcs11_kept_material_is_a_labelled_token_object_wrapped_the_same_every_time() {
+    let source = open(TOKEN);
+    let arn = "arn:aws:kms:eu-west-1:111122223333:key/0000aaaa-custody-test";
+    let kms = kms(WrappingKeySpec::Rsa2048);
+    let (kept, reused) = source.keep_new_material(arn).unwrap();
+    assert!(!reused && kept.key_material_id.is_none(), "{kept}");
+    // A second run before ImportKeyMaterial finds the same pending object, never a second one.
+    let (again, reused) = source.keep_new_material(arn).unwrap();
+    assert!(reused && again == kept);
+    assert_eq!(source.kept_materials(arn).unwrap().len(), 1);
+
+    let first = source.wrap_kept(&kept, &kms.public_der, kms.spec, WrappingAlgorithm::RsaesOaepSha1).unwrap();
+    let material = kms_unwrap(kms, &first);
+    let named = source.name_kept(arn, &"c".repeat(64)).unwrap();
+    assert_eq!(named.key_material_id.as_deref(), Some("c".repeat(64).as_str()));
+    // Naming is idempotent; the object is now found by the material id.
+    assert_eq!(source.name_kept(arn, &"c".repeat(64)).unwrap(), named);
+    let found = source.find_kept(arn, &"c".repeat(64)).unwrap().expect("found by CKA_ID");
+    for algorithm in [WrappingAlgorithm::RsaesOaepSha1, WrappingAlgorithm::RsaAesKeyWrapSha1] {
+        let again = source.wrap_kept(&found, &kms.public_der, kms.spec, algorithm).unwrap();
+        assert_eq!(*kms_unwrap(kms, &again), *material, "{algorithm}: a different material was wrapped");
+    }
+    // Other material of the same key is not found; a key without kept material has none.
+    assert!(source.find_kept(arn, &"d".repeat(64)).unwrap().is_none());
+    assert!(source.name_kept("arn:aws:kms:eu-west-1:111122223333:key/none", "x").is_err());
+
+    source.with_session(|session| {
+        let handles =
+            session.find_objects(&[Attribute::Token(true), Attribute::Label(arn.as_bytes().to_vec())]).unwrap();
+        assert_eq!(handles.len(), 1);
+        let attrs = session
+            .get_attributes(
+                handles[0],
+                &[AttributeType::Token, AttributeType::Sensitive, AttributeType::Extractable, AttributeType::Id],
+            )
+            .unwrap();
+        assert!(attrs.contains(&Attribute::Token(true)) && attrs.contains(&Attribute::Sensitive(true)), "{attrs:?}");
+        assert!(attrs.contains(&Attribute::Id("c".repeat(64).into_bytes())), "{attrs:?}");
+        ensure_sensitive(session, handles[0], TOKEN).expect("CKA_VALUE is not readable");
+        let info = session.get_attribute_info(handles[0], &[AttributeType::Value]).unwrap();
+        assert!(!matches!(info.as_slice(), [AttributeInfo::Available(_)]), "{info:?}");
+    });
+    // SoftHSM 2.6 gives CKA_TRUSTED to the security officer only.
+    assert_eq!(source.wrap_with_trusted(), WrapWithTrusted::Unsupported);
+}
+
+#[test]
+fn software_source_keeps_nothing_and_says_so() {
+    let source = SoftwareSource::new_insecure_for_development();
+    assert!(!source.keeps_material());
+    let err = source.keep_new_material("arn:aws:kms:eu-west-1:111122223333:key/k").unwrap_err();
+    assert!(err.to_string().contains("cannot keep key material"), "{err}");
+}

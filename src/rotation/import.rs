@@ -1,0 +1,202 @@
+//! GetParametersForImport, wrap in the HSM, ImportKeyMaterial.
+//!
+//! Order of writes, so that no run leaves KMS as the only holder or the HSM with an orphan:
+//! 1. the material is generated as a token object labelled with the key ARN, `CKA_ID=pending`
+//!    (a stopped run leaves it pending, and the next run imports that same object);
+//! 2. ImportKeyMaterial, then the pending tag on the key;
+//! 3. the token object's `CKA_ID` becomes the KMS key material id.
+
+use super::*;
+use crate::rotation::hsm::{KeptMaterial, WrappedKeyMaterial};
+
+/// The wrapping public key and import token of one GetParametersForImport.
+pub(super) struct ImportParameters {
+    pub public_key: Blob,
+    pub token: Blob,
+    pub valid_to: Option<DateTime<Utc>>,
+}
+
+impl ImportParameters {
+    /// Refuses parameters that expire before the import could use them.
+    pub fn check_fresh(&self, what: &str) -> Result<(), RotationError> {
+        if self.valid_to.is_some_and(|v| v < Utc::now() + TOKEN_MARGIN) {
+            return Err(RotationError::Refused(format!(
+                "the import token expires within 10 minutes {what}: run again"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// How ImportKeyMaterial is called.
+pub(super) struct ImportCall<'a> {
+    /// `None` for the first material of a key.
+    pub import_type: Option<ImportType>,
+    /// With `EXISTING_KEY_MATERIAL`: which material this is.
+    pub key_material_id: Option<&'a str>,
+    pub valid_to: Option<DateTime<Utc>>,
+}
+
+impl Rotator<'_> {
+    pub(super) async fn import_parameters(
+        &self,
+        kms: &aws_sdk_kms::Client,
+        key: &str,
+        algorithm: WrappingAlgorithm,
+        spec: WrappingKeySpec,
+    ) -> Result<ImportParameters, RotationError> {
+        let params = kms
+            .get_parameters_for_import()
+            .key_id(key)
+            .wrapping_algorithm(AlgorithmSpec::from(algorithm.as_str()))
+            .wrapping_key_spec(SdkSpec::from(spec.as_str()))
+            .send()
+            .await
+            .map_err(aws_err("kms:GetParametersForImport"))?;
+        let p =
+            ImportParameters {
+                public_key: params.public_key().cloned().ok_or_else(|| {
+                    RotationError::Verification("GetParametersForImport returned no public key".into())
+                })?,
+                token: params.import_token().cloned().ok_or_else(|| {
+                    RotationError::Verification("GetParametersForImport returned no import token".into())
+                })?,
+                valid_to: params.parameters_valid_to().and_then(to_chrono),
+            };
+        p.check_fresh("already")?;
+        Ok(p)
+    }
+
+    pub(super) async fn send_import(
+        &self,
+        kms: &aws_sdk_kms::Client,
+        key: &str,
+        params: &ImportParameters,
+        wrapped: WrappedKeyMaterial,
+        call: ImportCall<'_>,
+    ) -> Result<Option<String>, RotationError> {
+        params.check_fresh("after the HSM worked")?;
+        let mut import = kms
+            .import_key_material()
+            .key_id(key)
+            .import_token(params.token.clone())
+            .encrypted_key_material(Blob::new(wrapped.into_bytes()))
+            .set_import_type(call.import_type)
+            .set_key_material_id(call.key_material_id.map(str::to_string));
+        if call.key_material_id.is_none() {
+            import = import
+                .key_material_description(format!("kms-rotation-guard {}", Utc::now().format("%Y-%m-%dT%H:%M:%SZ")));
+        }
+        import = match call.valid_to {
+            None => import.expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire),
+            Some(t) => import
+                .expiration_model(ExpirationModelType::KeyMaterialExpires)
+                .valid_to(aws_smithy_types::DateTime::from_millis(t.timestamp_millis())),
+        };
+        let out = import.send().await.map_err(aws_err("kms:ImportKeyMaterial"))?;
+        Ok(out.key_material_id().map(str::to_string))
+    }
+
+    /// Wraps the material for `params`: kept material inside the HSM, or (software source)
+    /// throwaway material.
+    pub(super) fn wrap(
+        &self,
+        kept: Option<&KeptMaterial>,
+        params: &ImportParameters,
+        algorithm: WrappingAlgorithm,
+        spec: WrappingKeySpec,
+    ) -> Result<WrappedKeyMaterial, RotationError> {
+        Ok(match kept {
+            Some(k) => self.source.wrap_kept(k, params.public_key.as_ref(), spec, algorithm)?,
+            None => self.source.generate_and_wrap(params.public_key.as_ref(), spec, algorithm)?,
+        })
+    }
+
+    /// Keep (or find the pending), GetParametersForImport, wrap, ImportKeyMaterial, name the
+    /// kept object. Returns the new material's id when KMS reports it.
+    pub(super) async fn import(
+        &self,
+        req: &RotationRequest,
+        plan: &RotationPlan,
+        key_arn: &str,
+        new_material: bool,
+    ) -> Result<Option<String>, RotationError> {
+        let kept = if self.source.keeps_material() {
+            let (kept, reused) = self.source.keep_new_material(key_arn)?;
+            self.step(
+                req,
+                Step::KeepMaterial,
+                &if reused {
+                    format!("reusing the pending key material an interrupted run left: {kept}")
+                } else {
+                    format!("generated 32 bytes of key material as a persistent token object: {kept}")
+                },
+            )?;
+            Some(kept)
+        } else {
+            None
+        };
+        let kms = self.kms();
+        let params = self.import_parameters(kms, key_arn, plan.algorithm, plan.wrapping_key_spec).await?;
+        self.step(
+            req,
+            Step::GetParametersForImport,
+            &format!("got a {} wrapping key and import token", plan.wrapping_key_spec),
+        )?;
+
+        let wrapped = self.wrap(kept.as_ref(), &params, plan.algorithm, plan.wrapping_key_spec)?;
+        self.step(
+            req,
+            Step::GenerateAndWrap,
+            &format!(
+                "{} 32 bytes of key material in {} and wrapped them with {}",
+                if kept.is_some() { "kept" } else { "generated" },
+                self.source.name(),
+                plan.algorithm
+            ),
+        )?;
+        // The first material of a key is imported without ImportType (EXISTING_KEY_MATERIAL).
+        let call = ImportCall {
+            import_type: new_material.then_some(ImportType::NewKeyMaterial),
+            key_material_id: None,
+            valid_to: req.valid_to,
+        };
+        let mut id = self.send_import(kms, key_arn, &params, wrapped, call).await?;
+        if !new_material && id.is_none() {
+            // The first material becomes current at once.
+            id = self.current_material(key_arn).await?;
+        }
+        // Written before anything else, so a re-run knows this import happened. (AWS also
+        // lists the material as PENDING_ROTATION, which covers a stop right before this.)
+        if let Some(m) = &id {
+            self.tag(key_arn, &[(PENDING_TAG, m)]).await?;
+        }
+        self.step(
+            req,
+            Step::ImportKeyMaterial,
+            &format!("imported new key material {}", id.as_deref().unwrap_or("(id not reported)")),
+        )?;
+        if let Some(m) = &id {
+            self.name_kept(req, key_arn, m)?;
+        }
+        Ok(id)
+    }
+
+    /// Gives the kept pending material its KMS id. Refuses when KMS holds new material the HSM
+    /// does not: rotating to it would make KMS its only holder.
+    pub(super) fn name_kept(&self, req: &RotationRequest, key_arn: &str, material: &str) -> Result<(), RotationError> {
+        if !self.source.keeps_material() {
+            return Ok(());
+        }
+        let kept = self.source.name_kept(key_arn, material)?;
+        self.step(req, Step::LabelMaterial, &format!("named the kept key material: {kept}"))
+    }
+
+    /// The token object holding `material` of `key_arn`, if this source keeps material.
+    pub(super) fn held(&self, key_arn: &str, material: Option<&str>) -> Result<Option<KeptMaterial>, RotationError> {
+        match material {
+            Some(m) if self.source.keeps_material() => Ok(self.source.find_kept(key_arn, m)?),
+            _ => Ok(None),
+        }
+    }
+}
