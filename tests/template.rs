@@ -1453,10 +1453,9 @@ fn automation_document_sends_the_remediation_request_contract() {
     }
 }
 
-/// `RemediationRequest` (src/lambda.rs) accepts exactly the contract's fields. Stream B1b
-/// changes the struct to the contract; until that is merged the struct has three fields.
+/// `RemediationRequest` (src/lambda.rs) accepts exactly the contract's fields, the ones the
+/// document sends.
 #[test]
-#[ignore = "enable once stream B1b's RemediationRequest (notes/contracts.md) is merged"]
 fn remediation_request_struct_has_the_contract_fields() {
     let src = std::fs::read_to_string(root().join("src/lambda.rs")).unwrap();
     let start = src.find("pub struct RemediationRequest").expect("RemediationRequest in src/lambda.rs");
