@@ -1108,6 +1108,14 @@ fn rotation_role_imports_only_with_allowed_wrapping_and_non_expiring_material() 
             specs.sort();
             assert_eq!(specs, ["RSA_3072", "RSA_4096"], "{overrides:?}: kms:WrappingKeySpec (strong ones)");
         }
+        // The function asks only for what the role allows.
+        let f = cfn.eval(resource(&s, &function_for_binary(&s, ROTATION_BINARY)));
+        let env = &f["Properties"]["Environment"]["Variables"];
+        let spec = env["KRG_WRAPPING_KEY_SPEC"].as_str().expect("KRG_WRAPPING_KEY_SPEC");
+        assert!(["RSA_3072", "RSA_4096"].contains(&spec), "{overrides:?}: KRG_WRAPPING_KEY_SPEC={spec}");
+        if let Some(a) = env["KRG_WRAPPING_ALGORITHM"].as_str() {
+            assert!(algorithms.contains(&a), "{overrides:?}: KRG_WRAPPING_ALGORITHM={a} is not allowed");
+        }
         let imk = allowing(&sts, "kms:ImportKeyMaterial");
         assert!(!imk.is_empty(), "{overrides:?}: ImportKeyMaterial missing");
         for st in &imk {
@@ -1445,6 +1453,36 @@ fn automation_document_sends_the_remediation_request_contract() {
     }
 }
 
+/// `RemediationRequest` (src/lambda.rs) accepts exactly the contract's fields, the ones the
+/// document sends.
+#[test]
+fn remediation_request_struct_has_the_contract_fields() {
+    let src = std::fs::read_to_string(root().join("src/lambda.rs")).unwrap();
+    let start = src.find("pub struct RemediationRequest").expect("RemediationRequest in src/lambda.rs");
+    let body = &src[start..start + src[start..].find("\n}").expect("end of struct")];
+    let fields: BTreeSet<String> = body
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub ")?.split_once(':').map(|(n, _)| n.trim().to_string()))
+        .map(|snake| {
+            let mut camel = String::new();
+            let mut upper = false;
+            for c in snake.chars() {
+                if c == '_' {
+                    upper = true;
+                } else if upper {
+                    camel.extend(c.to_uppercase());
+                    upper = false;
+                } else {
+                    camel.push(c);
+                }
+            }
+            camel
+        })
+        .collect();
+    let contract: BTreeSet<String> = REMEDIATION_REQUEST_FIELDS.iter().map(|f| f.to_string()).collect();
+    assert_eq!(fields, contract, "RemediationRequest fields = the SSM payload contract");
+}
+
 /// Issue 10: RDS and DynamoDB store the key's ARN, never an alias, so their remediation
 /// never swaps aliases, whatever RemediationStrategy says.
 #[test]
@@ -1705,7 +1743,11 @@ fn hsm_layer_script_packages_a_pkcs11_module() {
     let ok = run(host, &zip);
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "build-hsm-layer failed: {stdout}{}", String::from_utf8_lossy(&ok.stderr));
-    let listing = Command::new("unzip").arg("-Z1").arg(&zip).output().unwrap();
+    let listing = Command::new(python())
+        .args(["-c", "import sys, zipfile; print('\\n'.join(zipfile.ZipFile(sys.argv[1]).namelist()))"])
+        .arg(&zip)
+        .output()
+        .unwrap();
     let files = String::from_utf8_lossy(&listing.stdout).to_string();
     assert!(files.lines().any(|l| l == "vendor/lib/libvendor_pkcs11.so"), "layer paths are /opt-relative: {files}");
     assert!(stdout.contains("/opt/vendor/lib/libvendor_pkcs11.so"), "prints the Pkcs11ModulePath: {stdout}");
