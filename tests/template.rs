@@ -1181,6 +1181,19 @@ fn alias_swap_is_break_glass_and_no_right_rests_on_a_tag_the_role_writes() {
                 swap == "true",
                 "{ctx}: the right to write any tag (the guard tag) only with alias-swap"
             );
+            // Every tag the rotation and the remediation gate write must be writable, or the
+            // first real rotation fails with AccessDenied halfway (the emulators never check).
+            if !any_tag {
+                use kms_rotation_guard::rotation::{DATE_TAG, HSM_OBJECT_TAG, MATERIAL_TAG, PENDING_TAG};
+                for tag in
+                    [DATE_TAG, MATERIAL_TAG, PENDING_TAG, HSM_OBJECT_TAG, kms_rotation_guard::remediation::CLAIM_TAG]
+                {
+                    assert!(
+                        writable.contains(tag),
+                        "{ctx}: the code writes tag {tag}, which the role may not: {writable:?}"
+                    );
+                }
+            }
             for st in &sts {
                 for op in ["StringEquals", "StringLike", "ForAnyValue:StringEquals"] {
                     for (k, _) in st["Condition"][op].as_mapping().into_iter().flatten() {
