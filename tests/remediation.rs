@@ -343,65 +343,30 @@ async fn material(aws: &Aws, id: &str) -> Option<String> {
 /// ListKeyRotations (with RotationType). One Enabled EXTERNAL key whose tag says 400 days;
 /// `rotations` is the ListKeyRotations reply, or `None` for AWS's AccessDeniedException.
 /// Returns the endpoint and the operations it saw.
-fn fake_kms(rotations: Option<Value>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{BufRead, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
+fn fake_kms(rotations: Option<Value>) -> (String, common::Recorded) {
     let arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
     let created = (Utc::now() - chrono::Duration::days(800)).timestamp();
     let stale = ymd(days_from_now(-400));
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-            let (mut op, mut length) = (String::new(), 0usize);
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("x-amz-target:") {
-                    op = v.trim().rsplit('.').next().unwrap_or("").to_string();
-                }
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            log.lock().unwrap().push(op.clone());
-            let (status, reply) = match (op.as_str(), &rotations) {
-                ("describekey", _) => (
-                    200,
-                    json!({"KeyMetadata": {"KeyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "Arn": arn,
-                        "AWSAccountId": "111122223333", "KeyState": "Enabled", "Origin": "EXTERNAL",
-                        "KeyManager": "CUSTOMER", "Enabled": true, "CreationDate": created,
-                        "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "MultiRegion": false,
-                        "CurrentKeyMaterialId": "m2"}}),
-                ),
-                ("listresourcetags", _) => {
-                    (200, json!({"Tags": [{"TagKey": "LastRotationDate", "TagValue": stale}], "Truncated": false}))
-                }
-                ("listkeyrotations", Some(r)) => (200, r.clone()),
-                ("listkeyrotations", None) => (
-                    400,
-                    json!({"__type": "AccessDeniedException", "message": format!(
-                        "User: arn:aws:sts::111122223333:assumed-role/rotation/x is not authorized to perform: kms:ListKeyRotations on resource: {arn}")}),
-                ),
-                _ => (400, json!({"__type": "UnsupportedOperationException", "message": "not in this fake"})),
-            };
-            let reply = reply.to_string();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                reply.len()
-            );
+    common::fake_json_endpoint(move |op, _| match (op, &rotations) {
+        ("describekey", _) => (
+            200,
+            json!({"KeyMetadata": {"KeyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "Arn": arn,
+                "AWSAccountId": "111122223333", "KeyState": "Enabled", "Origin": "EXTERNAL",
+                "KeyManager": "CUSTOMER", "Enabled": true, "CreationDate": created,
+                "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "MultiRegion": false,
+                "CurrentKeyMaterialId": "m2"}}),
+        ),
+        ("listresourcetags", _) => {
+            (200, json!({"Tags": [{"TagKey": "LastRotationDate", "TagValue": stale}], "Truncated": false}))
         }
-    });
-    (endpoint, seen)
+        ("listkeyrotations", Some(r)) => (200, r.clone()),
+        ("listkeyrotations", None) => (
+            400,
+            json!({"__type": "AccessDeniedException", "message": format!(
+                "User: arn:aws:sts::111122223333:assumed-role/rotation/x is not authorized to perform: kms:ListKeyRotations on resource: {arn}")}),
+        ),
+        _ => (400, json!({"__type": "UnsupportedOperationException", "message": "not in this fake"})),
+    })
 }
 
 /// The 24-hour ON_DEMAND check, through ListKeyRotations as AWS answers it (LocalStack has
@@ -432,7 +397,7 @@ async fn an_on_demand_rotation_in_the_last_24_hours_is_read_from_kms_and_blocks_
     let v = remediate(&aws, &settings, p.clone()).await.unwrap();
     assert_eq!(status(&v), "skipped", "{v}");
     assert!(v["reason"].as_str().unwrap().contains("rotated on demand"), "{v}");
-    let ops = seen.lock().unwrap().clone();
+    let ops: Vec<String> = seen.lock().unwrap().iter().map(|(op, _)| op.clone()).collect();
     assert!(
         ops.iter().all(|o| ["describekey", "listresourcetags", "listkeyrotations"].contains(&o.as_str())),
         "{ops:?}"

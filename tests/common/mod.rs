@@ -265,17 +265,18 @@ pub const SOFTHSM_PIN: &str = "86420135";
 /// The (operation, request body) pairs a fake endpoint saw.
 pub type Recorded = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
 
-/// An AWS Config endpoint answering in the API reference's shape, for what moto's Config
-/// cannot do: serves `pages` in order to GetResourceConfigHistory and
-/// GetComplianceDetailsByConfigRule, and an empty success to anything else (PutEvaluations,
-/// StartConfigRulesEvaluation). Returns the endpoint and the (operation, body) pairs seen.
-pub fn fake_config(pages: Vec<serde_json::Value>) -> (String, Recorded) {
+/// A JSON-protocol AWS endpoint on loopback (KMS, Config, …) answering with `reply`, which
+/// gets the operation (the `X-Amz-Target` action, lower case) and the request body and
+/// returns the HTTP status and the body AWS's API reference gives. Returns the endpoint
+/// and the (operation, body) pairs seen.
+pub fn fake_json_endpoint(
+    mut reply: impl FnMut(&str, &serde_json::Value) -> (u16, serde_json::Value) + Send + 'static,
+) -> (String, Recorded) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
     std::thread::spawn(move || {
-        let mut pages = pages.into_iter();
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
             let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
@@ -296,20 +297,29 @@ pub fn fake_config(pages: Vec<serde_json::Value>) -> (String, Recorded) {
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
             let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-            let reply = match target.as_str() {
-                "getresourceconfighistory" | "getcompliancedetailsbyconfigrule" => {
-                    pages.next().unwrap_or(serde_json::json!({"configurationItems": []}))
-                }
-                _ => serde_json::json!({"FailedEvaluations": []}),
-            };
+            let (status, answer) = reply(&target, &request);
             log.lock().unwrap().push((target, request));
-            let reply = reply.to_string();
+            let answer = answer.to_string();
             let _ = write!(
                 stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                reply.len()
+                "HTTP/1.1 {status} X\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
             );
         }
     });
     (endpoint, seen)
+}
+
+/// An AWS Config endpoint answering in the API reference's shape, for what moto's Config
+/// cannot do: serves `pages` in order to GetResourceConfigHistory and
+/// GetComplianceDetailsByConfigRule, and an empty success to anything else (PutEvaluations,
+/// StartConfigRulesEvaluation). Returns the endpoint and the (operation, body) pairs seen.
+pub fn fake_config(pages: Vec<serde_json::Value>) -> (String, Recorded) {
+    let mut pages = pages.into_iter();
+    fake_json_endpoint(move |target, _| match target {
+        "getresourceconfighistory" | "getcompliancedetailsbyconfigrule" => {
+            (200, pages.next().unwrap_or(serde_json::json!({"configurationItems": []})))
+        }
+        _ => (200, serde_json::json!({"FailedEvaluations": []})),
+    })
 }
