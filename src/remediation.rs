@@ -20,7 +20,7 @@ use std::time::Duration as StdDuration;
 use aws_sdk_kms::types::{IncludeKeyMaterial, Tag};
 use chrono::{DateTime, Duration, Utc};
 
-use crate::aws::{classify, to_chrono, Aws, FailureKind};
+use crate::aws::{classify, Aws, FailureKind};
 use crate::key::lookup::KeyReader;
 use crate::key::{Denial, Fact, Home, KeyFacts, KeyLookup, KeyManager, KeyRef, Rotation};
 use crate::params::RuleParams;
@@ -368,17 +368,11 @@ async fn rotation_history(aws: &Aws, key_arn: &str) -> Result<History, Remediati
             }
         };
         for r in out.rotations() {
-            let date = r.rotation_date().and_then(to_chrono);
+            let rotation = crate::key::lookup::rotation_of(r);
             if r.rotation_type().map(|t| t.as_str()) == Some("ON_DEMAND") {
-                on_demand.extend(date);
+                on_demand.extend(rotation.date);
             }
-            rotations.push(Rotation {
-                date,
-                material_id: r.key_material_id().map(str::to_string),
-                material_state: r.key_material_state().map(|s| s.as_str().to_string()),
-                expiration_model: r.expiration_model().map(|s| s.as_str().to_string()),
-                valid_to: r.valid_to().and_then(to_chrono),
-            });
+            rotations.push(rotation);
         }
         marker = out.next_marker().map(str::to_string);
         if !out.truncated() || marker.is_none() {

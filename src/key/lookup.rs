@@ -270,15 +270,7 @@ impl<'a> KeyReader<'a> {
                 Ok(o) => o,
                 Err(e) => return self.optional(e, "kms:ListKeyRotations", "kms:ListKeyRotations", f),
             };
-            for r in out.rotations() {
-                rotations.push(Rotation {
-                    date: r.rotation_date().and_then(to_chrono),
-                    material_id: r.key_material_id().map(str::to_string),
-                    material_state: r.key_material_state().map(|s| s.as_str().to_string()),
-                    expiration_model: r.expiration_model().map(|s| s.as_str().to_string()),
-                    valid_to: r.valid_to().and_then(to_chrono),
-                });
-            }
+            rotations.extend(out.rotations().iter().map(rotation_of));
             marker = out.next_marker().map(str::to_string);
             if !out.truncated() || marker.is_none() {
                 return Ok(Fact::Known(rotations));
@@ -328,5 +320,16 @@ impl<'a> KeyReader<'a> {
             }
             _ => Err(failure.into_error(operation)),
         }
+    }
+}
+
+/// One ListKeyRotations entry as plain facts (no SDK types past this module).
+pub(crate) fn rotation_of(r: &aws_sdk_kms::types::RotationsListEntry) -> Rotation {
+    Rotation {
+        date: r.rotation_date().and_then(to_chrono),
+        material_id: r.key_material_id().map(str::to_string),
+        material_state: r.key_material_state().map(|s| s.as_str().to_string()),
+        expiration_model: r.expiration_model().map(|s| s.as_str().to_string()),
+        valid_to: r.valid_to().and_then(to_chrono),
     }
 }
