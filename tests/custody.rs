@@ -239,6 +239,7 @@ async fn scan_reports_whether_the_hsm_holds_each_keys_current_material() {
         seed::bucket(&s3, bucket, seed::Sse::Kms(Some(key))).await;
     }
     let scan = |hsm: &[&str]| {
+        let started = std::time::Instant::now();
         let out = Command::new(env!("CARGO_BIN_EXE_kms-rotation-guard"))
             .args(["scan", "--resource-types", "AWS::S3::Bucket", "--format", "json"])
             .args(hsm)
@@ -249,6 +250,7 @@ async fn scan_reports_whether_the_hsm_holds_each_keys_current_material() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        println!("scan {}: {:?}\n{stderr}", hsm.first().unwrap_or(&"(no --hsm)"), started.elapsed());
         assert_ne!(out.status.code(), Some(2), "{stderr}");
         let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect(&stderr);
         let held =
