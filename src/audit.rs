@@ -4,6 +4,7 @@
 
 pub mod html;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 
 use chrono::{DateTime, Utc};
@@ -13,6 +14,7 @@ use crate::handler::Assessment;
 use crate::key::{Fact, KeyLookup, KeyRef};
 use crate::params::RuleParams;
 use crate::resource::Protection;
+use crate::rotation::Rotator;
 use crate::verdict::{parse_rotation_date, Compliance};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -92,12 +94,59 @@ impl AuditRow {
             material_valid_to: facts
                 .and_then(|f| f.expiry().1)
                 .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            // Custody is known to the rotation records, not to the key's facts: wired by the caller.
+            // Custody is known to the HSM, not to the key's facts: `fill_custody` sets it.
             hsm_holds_material: None,
             compliance: a.verdict.compliance,
             annotation: a.verdict.annotation.clone(),
         }
     }
+}
+
+/// The keys whose custody the scan can ask about: each distinct key with imported material
+/// (origin EXTERNAL) in `account`, whose KMS history (ListKeyRotations, same-account only)
+/// these credentials can read.
+pub fn custody_keys(rows: &[AuditRow], account: &str) -> BTreeSet<String> {
+    rows.iter()
+        .filter(|r| r.origin.as_deref() == Some("EXTERNAL"))
+        .filter_map(|r| r.key_arn.clone())
+        .filter(|arn| arn.split(':').nth(4) == Some(account))
+        .collect()
+}
+
+/// Fills `hsm_holds_material` for the [`custody_keys`] in `account`: one question to KMS and
+/// the HSM per key, however many resources use it. A key whose custody cannot be read stays
+/// `None` ("unknown", never a guess) and gets a line saying why; so do keys of other accounts.
+pub async fn fill_custody(rows: &mut [AuditRow], rotator: &Rotator<'_>, account: &str) -> Vec<String> {
+    let mut notes = Vec::new();
+    let mut held = BTreeMap::new();
+    for arn in custody_keys(rows, account) {
+        match rotator.holds_current_material(&arn).await {
+            Ok(Some(h)) => {
+                held.insert(arn, h);
+            }
+            Ok(None) => notes.push(format!("custody of {arn} unknown: KMS names no current key material")),
+            Err(e) => notes.push(format!("custody of {arn} unknown: {e}")),
+        }
+    }
+    let elsewhere: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.origin.as_deref() == Some("EXTERNAL"))
+        .filter_map(|r| r.key_arn.as_deref())
+        .filter(|arn| arn.split(':').nth(4) != Some(account))
+        .collect();
+    if !elsewhere.is_empty() {
+        notes.push(format!(
+            "custody of {} key(s) of other accounts unknown: their key material list is readable only \
+             from their own account (scan there with the HSM)",
+            elsewhere.len()
+        ));
+    }
+    for r in rows.iter_mut() {
+        if let Some(h) = r.key_arn.as_ref().and_then(|a| held.get(a)) {
+            r.hsm_holds_material = Some(*h);
+        }
+    }
+    notes
 }
 
 /// The JSON export: exactly the bytes `scan --format json` prints, and exactly the bytes
@@ -229,6 +278,21 @@ mod tests {
             compliance: Compliance::NonCompliant,
             annotation: annotation.into(),
         }
+    }
+
+    #[test]
+    fn custody_is_asked_once_per_imported_key_of_the_account() {
+        let on =
+            |arn: &str, origin: &str| AuditRow { key_arn: Some(arn.into()), origin: Some(origin.into()), ..row("a") };
+        let k1 = "arn:aws:kms:eu-west-1:111122223333:key/k1";
+        let rows = [
+            on(k1, "EXTERNAL"),
+            on(k1, "EXTERNAL"),
+            on("arn:aws:kms:eu-west-1:111122223333:key/k2", "AWS_KMS"),
+            on("arn:aws:kms:eu-west-1:444455556666:key/k3", "EXTERNAL"),
+            row("no key found"),
+        ];
+        assert_eq!(custody_keys(&rows, "111122223333").into_iter().collect::<Vec<_>>(), [k1]);
     }
 
     #[test]

@@ -219,7 +219,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     say("   (LocalStack has no ListKeyRotations: tags are cross-checked against the current key material id,");
     say("    and the rotations below cannot show the key's remaining on-demand rotation quota)");
     let before_at = Utc::now();
-    let before = evaluate(&workloads, before_at).await?;
+    let mut before = evaluate(&workloads, before_at).await?;
+    custody(&mut before, &rotator).await;
     if !opts.json {
         print!("{}", crate::audit::table(&before, crate::audit::colour_stdout()));
     }
@@ -249,7 +250,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     // 5. Evaluate again.
     say("\n== Evaluation after rotation");
     let after_at = Utc::now();
-    let after = evaluate(&workloads, after_at).await?;
+    let mut after = evaluate(&workloads, after_at).await?;
+    custody(&mut after, &rotator).await;
     if !opts.json {
         print!("{}", crate::audit::table(&after, crate::audit::colour_stdout()));
         let fixed = before.iter().zip(&after).filter(|(b, a)| b.compliance != a.compliance).count();
@@ -318,6 +320,14 @@ fn write_report(
         .with_context(|| format!("cannot write {}", html.display()))?;
     std::fs::write(&json, crate::audit::json(rows)).with_context(|| format!("cannot write {}", json.display()))?;
     Ok(vec![html, json])
+}
+
+/// Whether SoftHSM holds each key's current material, as `scan --hsm` reports it: the keys
+/// live in the security account, where the rotator's credentials act.
+async fn custody(rows: &mut [AuditRow], rotator: &Rotator<'_>) {
+    for note in crate::audit::fill_custody(rows, rotator, SECURITY).await {
+        eprintln!("   warning: {note}");
+    }
 }
 
 /// Every rule's periodic handler in every workload account, as Lambda runs it.

@@ -42,7 +42,14 @@ enum Command {
     #[command(after_help = "Examples:\n  kms-rotation-guard scan --format table\n  \
         kms-rotation-guard scan --resource-types AWS::S3::Bucket --key-reader-role-name kms-rotation-guard-key-reader \\\n      \
         --format csv --output audit.csv\n  \
-        kms-rotation-guard scan --format html --output report.html   # one self-contained page for the auditor")]
+        kms-rotation-guard scan --format html --output report.html   # one self-contained page for the auditor\n  \
+        KRG_PKCS11_PIN=... kms-rotation-guard scan --format html --output report.html --hsm pkcs11 \\\n      \
+        --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label byok   # and whether the HSM holds each key's material\n\n\
+        With --hsm, each imported (EXTERNAL) key of this account is asked once whether the HSM holds its current \
+        material (hsmHoldsMaterial; \"held\" / \"NOT HELD\" in the HTML). Without it, or where that cannot be read, \
+        it is unknown.")]
+    // `--hsm` is required by `materials` and `reimport`, optional here (clap#5092).
+    #[command(mut_arg("hsm", |a| a.required(false)))]
     Scan {
         /// Resource types to scan (default: all four).
         #[arg(long, num_args = 1.., value_parser = ["AWS::RDS::DBInstance", "AWS::RDS::DBCluster", "AWS::DynamoDB::Table", "AWS::S3::Bucket"])]
@@ -64,6 +71,10 @@ enum Command {
         /// Judge as of this time (RFC 3339).
         #[arg(long)]
         now: Option<String>,
+        /// The HSM that keeps the key material: the report then says whether it holds each
+        /// key's current material.
+        #[command(flatten)]
+        hsm: Option<HsmArgs>,
     },
     /// The whole product on this machine: local emulators, a seeded estate, evaluation,
     /// rotation through SoftHSM, re-evaluation. Starts and stops everything it needs.
@@ -138,8 +149,9 @@ enum Command {
     Custody(CustodyCommand),
 }
 
-/// Where kept key material lives (`materials`, `reimport`).
+/// Where kept key material lives (`materials`, `reimport`, and optionally `scan`).
 #[derive(clap::Args)]
+#[group(requires = "hsm")]
 struct HsmArgs {
     /// pkcs11 (an HSM) or software (development only: it keeps nothing).
     #[arg(long, value_parser = ["pkcs11", "software"])]
@@ -268,9 +280,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             format,
             output,
             now,
+            hsm,
         } => {
-            scan(resource_types, key_reader_role_name, max_key_age_days, allow_aws_managed_keys, &format, output, now)
-                .await
+            scan(
+                resource_types,
+                key_reader_role_name,
+                max_key_age_days,
+                allow_aws_managed_keys,
+                &format,
+                output,
+                now,
+                hsm,
+            )
+            .await
         }
         Command::Demo { json, tools, report_dir } => {
             let report =
@@ -425,6 +447,7 @@ async fn custody(cmd: CustodyCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the command's flags, passed through
 async fn scan(
     types: Vec<String>,
     key_reader_role_name: Option<String>,
@@ -433,6 +456,7 @@ async fn scan(
     format: &str,
     output: Option<PathBuf>,
     now: Option<String>,
+    hsm: Option<HsmArgs>,
 ) -> anyhow::Result<ExitCode> {
     use kms_rotation_guard::audit::{self, AuditRow};
     use kms_rotation_guard::key::Home;
@@ -453,6 +477,8 @@ async fn scan(
     } else {
         types.iter().filter_map(|t| ResourceType::parse(t)).collect()
     };
+    // Opened first: a wrong PIN or token label fails before the scan, not after it.
+    let source = hsm.as_ref().map(open_source).transpose()?;
     let aws = Aws::from_env().await;
     let identity = aws.sts().get_caller_identity().send().await.context("sts:GetCallerIdentity failed")?;
     let account = identity.account().ok_or_else(|| anyhow!("GetCallerIdentity returned no account"))?;
@@ -469,10 +495,21 @@ async fn scan(
         p.set_message(format!("judging {} resources", resources.len()));
     }
     let assessments = handler::assess(&aws, &params, account, resources, now).await?;
+    let mut rows: Vec<AuditRow> = assessments.iter().map(|a| AuditRow::new(a, &params, now)).collect();
+    let mut notes = Vec::new();
+    if let Some(source) = &source {
+        if let Some(p) = &progress {
+            p.set_message("asking the HSM which key materials it holds");
+        }
+        let rotator = kms_rotation_guard::rotation::Rotator::new(&aws, source.as_ref());
+        notes = audit::fill_custody(&mut rows, &rotator, account).await;
+    }
     if let Some(p) = progress {
         p.finish_and_clear();
     }
-    let rows: Vec<AuditRow> = assessments.iter().map(|a| AuditRow::new(a, &params, now)).collect();
+    for note in notes {
+        eprintln!("warning: {note}");
+    }
     let text = match format {
         "json" => audit::json(&rows),
         "csv" => audit::csv(&rows),

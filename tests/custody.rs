@@ -218,6 +218,59 @@ async fn cli_rotate_delete_reimport_cycle() {
     assert_eq!(after.current_key_material_id(), Some(material.as_str()));
 }
 
+/// `scan --hsm`: each row says whether the HSM holds its key's current material: held for
+/// material SoftHSM keeps, NOT HELD for material the (development) software source imported
+/// and forgot, unknown without `--hsm` or without material, with the reason on stderr.
+/// LocalStack plays KMS and STS, and moto plays S3 in LocalStack's account, so the keys are
+/// in the scanning account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_reports_whether_the_hsm_holds_each_keys_current_material() {
+    const ACCOUNT: &str = "000000000000"; // LocalStack's default account
+    let ls = LocalStack::start();
+    let moto = Moto::start_in(Some(ACCOUNT));
+    let (kms, _) = kms_at(&ls).await;
+    let kept = external_key(&kms, "kept").await;
+    let forgotten = external_key(&kms, "forgotten").await;
+    let empty = external_key(&kms, "empty").await; // PendingImport: no material yet
+    assert!(kept.contains(&format!(":{ACCOUNT}:key/")), "{kept}");
+    Rotator::new(&kms, softhsm()).rotate(&request(&kept)).await.unwrap();
+    let software = SoftwareSource::new_insecure_for_development();
+    Rotator::new(&kms, &software).rotate(&request(&forgotten)).await.unwrap();
+    let s3 = Aws::new(sdk_config(&moto.endpoint, static_creds()).await);
+    for (bucket, key) in [("kept-a", &kept), ("kept-b", &kept), ("forgotten", &forgotten), ("empty", &empty)] {
+        seed::bucket(&s3, bucket, seed::Sse::Kms(Some(key))).await;
+    }
+    let scan = |hsm: &[&str]| {
+        let started = std::time::Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_kms-rotation-guard"))
+            .args(["scan", "--resource-types", "AWS::S3::Bucket", "--format", "json"])
+            .args(hsm)
+            .envs(moto.env())
+            .env("AWS_ENDPOINT_URL_KMS", &ls.endpoint)
+            .env("AWS_ENDPOINT_URL_STS", &ls.endpoint)
+            .env("KRG_PKCS11_PIN", SOFTHSM_PIN)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        println!("scan {}: {:?}\n{stderr}", hsm.first().unwrap_or(&"(no --hsm)"), started.elapsed());
+        assert_ne!(out.status.code(), Some(2), "{stderr}");
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect(&stderr);
+        let held =
+            |bucket: &str| rows.iter().find(|r| r["resourceName"] == bucket).unwrap()["hsmHoldsMaterial"].clone();
+        (["kept-a", "kept-b", "forgotten", "empty"].map(held), stderr)
+    };
+
+    let (without, _) = scan(&[]);
+    assert!(without.iter().all(|h| h.is_null()), "no HSM, no custody claim: {without:?}");
+    let _ = softhsm(); // the token, and SOFTHSM2_CONF for the child
+    let (with, stderr) =
+        scan(&["--hsm", "pkcs11", "--pkcs11-module", SOFTHSM_MODULE, "--token-label", "rotation-tests"]);
+    let json = serde_json::Value::from;
+    assert_eq!(with, [json(true), json(true), json(false), serde_json::Value::Null], "{stderr}");
+    assert_eq!(stderr.matches("warning: custody of").count(), 1, "{stderr}");
+    assert!(stderr.contains(&format!("warning: custody of {empty} unknown: KMS names no current key material")));
+}
+
 /// (operation, signing Region, request body) of every KMS request, in order.
 #[derive(Debug, Clone, Default)]
 struct CallLog(std::sync::Arc<std::sync::Mutex<Vec<(String, String, serde_json::Value)>>>);

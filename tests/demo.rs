@@ -74,6 +74,22 @@ fn demo_evaluates_rotates_and_re_evaluates() {
         ["dev-audit-trail", "dev-scratch-222222222222", "dev-static-assets-222222222222"]
     );
     assert!(report["seconds"].as_f64().unwrap() < 120.0);
+    // Custody: the demo imported every key's material from SoftHSM (and rotated four of
+    // them there), so the HSM holds the current material of all six keys, before and after.
+    for stage in ["before", "after"] {
+        let rows = report[stage].as_array().unwrap();
+        let mut held = std::collections::BTreeSet::new();
+        for r in rows {
+            match r["origin"].as_str() {
+                Some("EXTERNAL") => {
+                    assert_eq!(r["hsmHoldsMaterial"], true, "{stage}: {r}");
+                    held.insert(r["keyArn"].as_str().unwrap());
+                }
+                _ => assert!(r["hsmHoldsMaterial"].is_null(), "{stage}: {r}"),
+            }
+        }
+        assert_eq!(held.len(), 6, "{stage}: {held:?}");
+    }
 
     // The auditor's reports before and after rotation, each with the SHA-256 of the JSON
     // written next to it (sha256sum, an independent implementation).
@@ -90,6 +106,7 @@ fn demo_evaluates_rotates_and_re_evaluates() {
         let digest = String::from_utf8(sum.stdout).unwrap().split_whitespace().next().unwrap().to_string();
         assert!(page.contains(&format!("id=\"payload-sha256\">{digest}<")), "{} lacks {digest}", html.display());
         assert_eq!(&serde_json::from_slice::<Value>(&std::fs::read(json).unwrap()).unwrap(), rows);
+        assert_eq!(page.matches(r#"<span class="custody ok">held</span>"#).count(), 6, "{}", html.display());
         for (name, verdict) in verdicts(rows) {
             assert!(page.contains(&format!("data-verdict=\"{verdict}\" data-resource=\"{name}\"")), "{name} {verdict}");
         }

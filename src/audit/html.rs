@@ -351,8 +351,8 @@ fn keys_table(keys: &[KeyView]) -> Markup {
                                 }
                                 td {
                                     @match r.hsm_holds_material {
-                                        Some(true) => span.custody.ok { "yes" },
-                                        Some(false) => span.custody.bad { "no" },
+                                        Some(true) => span.custody.ok { "held" },
+                                        Some(false) => span.custody.bad title="KMS is the only holder of this material: once it expires or is deleted, its ciphertext cannot be decrypted again" { "NOT HELD" },
                                         None => span.custody.na { "unknown" },
                                     }
                                 }
@@ -543,15 +543,24 @@ mod tests {
     }
 
     #[test]
-    fn custody_shows_unknown_until_known() {
-        let mut known = row("a");
-        known.key_arn = Some("arn:aws:kms:eu-west-1:111122223333:key/k1".into());
-        let mut unknown = known.clone();
-        unknown.key_arn = Some("arn:aws:kms:eu-west-1:111122223333:key/k2".into());
-        known.hsm_holds_material = Some(true);
-        let page = render(&header(), &[known, unknown]);
-        assert!(page.contains(r#"<span class="custody ok">yes</span>"#));
-        assert!(page.contains(r#"<span class="custody na">unknown</span>"#));
+    fn custody_shows_held_not_held_and_unknown() {
+        let on = |key: &str, held: Option<bool>| AuditRow {
+            key_arn: Some(format!("arn:aws:kms:eu-west-1:111122223333:key/{key}")),
+            hsm_holds_material: held,
+            ..row("a")
+        };
+        let rows = [on("k1", Some(true)), on("k2", None), on("k3", Some(false))];
+        let page = render(&header(), &rows);
+        let cell = |key: &str| {
+            let start = page.find(&format!("<tr data-key=\"arn:aws:kms:eu-west-1:111122223333:key/{key}\"")).unwrap();
+            let end = start + page[start..].find("</tr>").unwrap();
+            page[start..end].to_string()
+        };
+        assert!(cell("k1").contains(r#"<span class="custody ok">held</span>"#), "{}", cell("k1"));
+        assert!(cell("k2").contains(r#"<span class="custody na">unknown</span>"#), "{}", cell("k2"));
+        assert!(cell("k3").contains(">NOT HELD</span>") && cell("k3").contains("custody bad"), "{}", cell("k3"));
+        // The JSON row the page's digest covers says the same.
+        assert!(crate::audit::json(&rows[2..]).contains(r#""hsmHoldsMaterial": false"#));
     }
 
     #[test]

@@ -95,6 +95,11 @@ pub(super) fn mark_held(materials: &mut [MaterialStatus], kept: &[KeptMaterial])
     }
 }
 
+/// Whether the HSM holds the current material among `materials`; `None` without one.
+fn current_custody(materials: &[MaterialStatus]) -> Option<bool> {
+    materials.iter().find(|m| m.state.as_deref() == Some("CURRENT")).map(|m| m.held)
+}
+
 /// A ListKeyRotations entry as a status (not yet marked held).
 pub(super) fn from_entry(r: &aws_sdk_kms::types::RotationsListEntry) -> Option<MaterialStatus> {
     Some(MaterialStatus {
@@ -114,6 +119,12 @@ impl Rotator<'_> {
     /// whether the HSM holds each.
     pub async fn materials(&self, key: &str) -> Result<Vec<MaterialStatus>, RotationError> {
         Ok(self.materials_report(key).await?.materials)
+    }
+
+    /// Whether the HSM holds the key's current material (KeyMaterialState CURRENT): `None`
+    /// when KMS names no current material (none imported yet). For the auditor's report.
+    pub async fn holds_current_material(&self, key: &str) -> Result<Option<bool>, RotationError> {
+        Ok(current_custody(&self.materials(key).await?))
     }
 
     /// [`Self::materials`] with where the list came from, for the CLI.
@@ -188,6 +199,12 @@ mod tests {
         let kept = [KeptMaterial { token: "t".into(), key_arn: "arn:k".into(), key_material_id: Some("b".repeat(64)) }];
         mark_held(&mut materials, &kept);
         assert_eq!(materials.len(), 2);
+        // The current material is held; an older one that is not does not change that.
+        assert_eq!(current_custody(&materials), Some(true));
+        assert_eq!(current_custody(&materials[..1]), None);
+        let mut forgotten = materials.clone();
+        forgotten[1].held = false;
+        assert_eq!(current_custody(&forgotten), Some(false));
         assert!(!materials[0].held && materials[0].needs_import(), "{:?}", materials[0]);
         assert!(materials[1].held && !materials[1].needs_import());
         assert!(materials[1].hsm_object.as_deref().unwrap().contains("CKA_ID=bbbb"));
