@@ -114,18 +114,9 @@ enum Command {
         /// RSA_2048, RSA_3072 or RSA_4096.
         #[arg(long, default_value = "RSA_4096")]
         wrapping_key_spec: String,
-        /// Where key material is generated: pkcs11 (an HSM) or software (development only).
-        #[arg(long, value_parser = ["pkcs11", "software"])]
-        hsm: String,
-        /// The HSM's PKCS#11 library.
-        #[arg(long, required_if_eq("hsm", "pkcs11"))]
-        pkcs11_module: Option<PathBuf>,
-        /// The token's label (slot ids are not stable).
-        #[arg(long, required_if_eq("hsm", "pkcs11"))]
-        token_label: Option<String>,
-        /// Read the PIN from the first line of standard input instead of KRG_PKCS11_PIN.
-        #[arg(long)]
-        pin_stdin: bool,
+        /// Where key material is generated and kept.
+        #[command(flatten)]
+        hsm: HsmArgs,
         /// Print the plan and change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -149,7 +140,7 @@ enum Command {
     Custody(CustodyCommand),
 }
 
-/// Where kept key material lives (`materials`, `reimport`, and optionally `scan`).
+/// Where key material is generated and kept (`rotate`, `materials`, `reimport`, and optionally `scan`).
 #[derive(clap::Args)]
 #[group(requires = "hsm")]
 struct HsmArgs {
@@ -308,7 +299,6 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
     use kms_rotation_guard::remediation::{self, Outcome};
-    use kms_rotation_guard::rotation::hsm::{HsmPin, KeyMaterialSource, Pkcs11Source, SoftwareSource};
     use kms_rotation_guard::rotation::{RotationRequest, Rotator};
     let Command::Rotate {
         key,
@@ -316,9 +306,6 @@ async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
         wrapping_algorithm,
         wrapping_key_spec,
         hsm,
-        pkcs11_module,
-        token_label,
-        pin_stdin,
         dry_run,
         reevaluate,
         valid_to,
@@ -328,29 +315,9 @@ async fn rotate(cmd: Command) -> anyhow::Result<ExitCode> {
     else {
         unreachable!()
     };
-    let source: Box<dyn KeyMaterialSource> = match hsm.as_str() {
-        "software" => Box::new(SoftwareSource::new_insecure_for_development()),
-        _ => {
-            let pin = if pin_stdin {
-                // Zeroized on drop, and large enough that reading a PIN never reallocates
-                // (a reallocation would leave a copy in freed memory).
-                let mut line = zeroize::Zeroizing::new(String::with_capacity(1024));
-                std::io::stdin().read_line(&mut line).context("cannot read the PIN from standard input")?;
-                let len = line.trim_end_matches(['\r', '\n']).len();
-                line.truncate(len);
-                HsmPin::from(line)
-            } else {
-                HsmPin::new(
-                    std::env::var("KRG_PKCS11_PIN").map_err(|_| anyhow!("set KRG_PKCS11_PIN or pass --pin-stdin"))?,
-                )
-            };
-            let module = pkcs11_module.expect("required by clap");
-            let label = token_label.expect("required by clap");
-            Box::new(Pkcs11Source::open(&module, &label, &pin)?)
-        }
-    };
     // Checked before the HSM is opened or a PIN read: a typo must not cost a login.
     let params = kms_rotation_guard::params::RuleParams::parse(rule_parameters.as_deref())?;
+    let source = open_source(&hsm)?;
     let request = RotationRequest {
         date_tag: params.rotation_tag_key.clone(),
         strategy: strategy.parse()?,
@@ -397,9 +364,13 @@ fn open_source(args: &HsmArgs) -> anyhow::Result<Box<dyn kms_rotation_guard::rot
         return Ok(Box::new(SoftwareSource::new_insecure_for_development()));
     }
     let pin = if args.pin_stdin {
-        let mut line = zeroize::Zeroizing::new(String::new());
+        // Zeroized on drop, and large enough that reading a PIN never reallocates (a
+        // reallocation would leave a copy in freed memory).
+        let mut line = zeroize::Zeroizing::new(String::with_capacity(1024));
         std::io::stdin().read_line(&mut line).context("cannot read the PIN from standard input")?;
-        HsmPin::new(line.trim_end_matches(['\r', '\n']))
+        let len = line.trim_end_matches(['\r', '\n']).len();
+        line.truncate(len);
+        HsmPin::from(line)
     } else {
         HsmPin::new(std::env::var("KRG_PKCS11_PIN").map_err(|_| anyhow!("set KRG_PKCS11_PIN or pass --pin-stdin"))?)
     };

@@ -305,7 +305,7 @@ pub async fn read_key(
         crate::Error::Aws { operation, transient, message } => RemediationError::Aws { operation, transient, message },
         other => RemediationError::Aws { operation: "kms:DescribeKey", transient: false, message: other.to_string() },
     })?;
-    let looked = looked.into_values().next().map(|l| std::sync::Arc::unwrap_or_clone(l));
+    let looked = looked.into_values().next().map(std::sync::Arc::unwrap_or_clone);
     let mut facts = match looked {
         Some(KeyLookup::Found(f)) => *f,
         Some(KeyLookup::NotFound) => return Ok(None),
