@@ -11,10 +11,11 @@ use crate::aws::{classify, fail, Aws, FailureKind};
 use crate::error::Error;
 use crate::key::{Denial, Home, KeyRef};
 
-/// GetBucketEncryption calls in flight at once. S3 serves 5,500 GET requests per second
-/// per prefix (S3 User Guide, "Best practices design patterns: optimizing Amazon S3
-/// performance"), and each call reads a different bucket: the client's own round trips,
-/// not S3, bound this. 32 keeps one Lambda's sockets and memory small.
+/// GetBucketEncryption calls in flight at once. S3 serves at least 5,500 GET requests per
+/// second per partitioned prefix (S3 User Guide, "Optimizing Amazon S3 performance"); no
+/// separate rate is published for bucket-configuration reads, and each call reads a
+/// different bucket. 32 in flight is under 1,600 a second at a 20 ms round trip, and keeps
+/// one Lambda's sockets and memory small.
 const CONCURRENCY: usize = 32;
 /// ListBuckets' largest page.
 const MAX_BUCKETS_PER_PAGE: i32 = 10_000;
