@@ -102,11 +102,12 @@ def aws_env(endpoint):
 class Proxy:
     """mitmdump in reverse mode in front of moto, with the counting addon."""
 
-    def __init__(self, mitmdump, upstream, logdir):
+    def __init__(self, mitmdump, upstream, logdir, latency_ms):
         self.port = free_port()
         self.proc = subprocess.Popen(
             [mitmdump, "-q", "--mode", f"reverse:{upstream}", "--listen-host", "127.0.0.1",
-             "--listen-port", str(self.port), "-s", str(ROOT / "scripts/bench_peers_proxy.py")],
+             "--listen-port", str(self.port), "-s", str(ROOT / "scripts/bench_peers_proxy.py"),
+             "--set", f"latency_ms={latency_ms}"],
             stdout=open(logdir / "proxy.log", "w"), stderr=subprocess.STDOUT,
         )
         wait_port(self.port, self.proc, "mitmdump")
@@ -274,8 +275,9 @@ def table(report):
     print()
     print(line)
     print(f"peers on one moto estate: {e['resources']} resources ({e['rds']} RDS / {e['dynamodb']} DynamoDB / "
-          f"{e['s3']} S3) over {e['keys']} EXTERNAL keys; nproc {report['machine']['nproc']}; "
-          f"every tool through the same counting proxy")
+          f"{e['s3']} S3) over {e['keys']} EXTERNAL keys")
+    print(f"nproc {report['machine']['nproc']}; every tool through the same counting proxy, "
+          f"adding {e['added_latency_ms']} ms per request; our sweep: {report['machine']['bench']}")
     print(line)
     print(f"{'tool':<26} {'wall s':>8} {'peak RSS MiB':>13} {'AWS calls':>10}   runs")
     for t in report["tools"]:
@@ -314,6 +316,7 @@ def main():
     ap.add_argument("--resources", type=int, default=200)
     ap.add_argument("--keys", type=int, default=20)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--latency-ms", type=int, default=0, help="held at the proxy before each request (AWS round trip)")
     ap.add_argument("--only", default="ours,baseline,prowler,custodian", help="comma-separated tools to run")
     ap.add_argument("--out", default=str(ROOT / "target/bench/peers.json"))
     args = ap.parse_args()
@@ -329,7 +332,7 @@ def main():
         sys.exit(f"bench-peers: the seeder printed no endpoint ({seeder.wait()})")
     seed_s = time.perf_counter() - seed_start
     log(f"moto at {moto}, seeded in {seed_s:.1f} s")
-    proxy = Proxy(args.mitmdump, moto, work)
+    proxy = Proxy(args.mitmdump, moto, work, args.latency_ms)
     try:
         env = aws_env(proxy.endpoint)
         only = set(args.only.split(","))
@@ -355,9 +358,10 @@ def main():
     for r in (ours_result or {}).get("runs", []):
         ours_compliance.update(r.get("compliance", {}))
     report = {
-        "machine": {"nproc": os.cpu_count()},
+        "machine": {"nproc": os.cpu_count(), "bench": args.bench},
         "estate": {"resources": args.resources, "keys": args.keys, "rds": rds, "dynamodb": ddb,
-                   "s3": args.resources - rds - ddb, "seed_s": seed_s},
+                   "s3": args.resources - rds - ddb, "seed_s": seed_s,
+                   "added_latency_ms": args.latency_ms},
         "tools": tools,
         "ours_compliance": dict(sorted(ours_compliance.items())),
     }

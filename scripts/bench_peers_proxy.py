@@ -4,6 +4,9 @@ reverse proxy in front of moto, by service and operation.
     mitmdump -q --mode reverse:http://127.0.0.1:<moto port> \
         --listen-host 127.0.0.1 --listen-port <port> -s scripts/bench_peers_proxy.py
 
+`--set latency_ms=20` holds every request that long before passing it on (a stand-in for
+the round trip to AWS, as `scripts/bench --latency-ms`).
+
 The runner reads and resets the tally between tools through the proxy itself:
 `GET /__peers/calls` answers the counts as JSON, `POST /__peers/reset` zeroes them. Neither
 reaches moto.
@@ -16,13 +19,14 @@ The operation is read the way each AWS protocol names it:
 The service is the signing name in the Authorization header's credential scope.
 """
 
+import asyncio
 import json
 import re
 import threading
 import urllib.parse
 from collections import Counter
 
-from mitmproxy import http
+from mitmproxy import ctx, http
 
 SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 # The S3 sub-resources the peers read, by their API names; others are shown as `GET ?sub`.
@@ -80,7 +84,10 @@ class Count:
         self.calls = Counter()
         self.lock = threading.Lock()
 
-    def request(self, flow: http.HTTPFlow):
+    def load(self, loader):
+        loader.add_option("latency_ms", int, 0, "Milliseconds each request is held before it is passed on.")
+
+    async def request(self, flow: http.HTTPFlow):
         path = flow.request.path
         if path.startswith("/__peers/"):
             with self.lock:
@@ -92,6 +99,8 @@ class Count:
         op = operation(flow)
         with self.lock:
             self.calls[op] += 1
+        if ctx.options.latency_ms:
+            await asyncio.sleep(ctx.options.latency_ms / 1000)
 
 
 addons = [Count()]
