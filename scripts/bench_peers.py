@@ -109,6 +109,7 @@ class Proxy:
              "--listen-port", str(self.port), "-s", str(ROOT / "scripts/bench_peers_proxy.py"),
              "--set", f"latency_ms={latency_ms}"],
             stdout=open(logdir / "proxy.log", "w"), stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         )
         wait_port(self.port, self.proc, "mitmdump")
         self.endpoint = f"http://127.0.0.1:{self.port}"
