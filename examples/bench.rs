@@ -7,12 +7,14 @@
 //! ```
 //!
 //! Modes of this one binary:
-//! - default: start moto, seed the estate, run the three periodic sweeps (each in a child
+//! - default: start moto (one process per service group, see `groups`, routed by
+//!   `AWS_ENDPOINT_URL_<SERVICE>`), seed the estate, run the three periodic sweeps (each in a child
 //!   process of this binary, `--sweep-only`, so its peak RSS is the sweep's alone), run
 //!   `scripts/bench_baseline.py` on the same estate, time 20 cold starts of `s3-rule`
 //!   against a minimal Lambda Runtime API, measure the artifacts, print a table and write
 //!   `target/bench/bench.json`.
-//! - `--sweep-only --endpoint URL --rule s3`: one rule's sweep exactly as the Lambda runs it
+//! - `--sweep-only --rule s3` (endpoints from the environment, or `--endpoint URL` for
+//!   all): one rule's sweep exactly as the Lambda runs it
 //!   (`Aws::from_env`, a current-thread runtime, `handler::handle` on the rule's
 //!   `events/*-periodic.json`), printing one JSON object with call counts, wall time and
 //!   `VmHWM` from /proc/self/status.
@@ -84,6 +86,11 @@ struct Args {
     /// 1 = one process for every service (the setup before per-service endpoints).
     #[arg(long, default_value_t = 4, value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(["1", "2", "4"]), |v| v.parse::<usize>().unwrap()))]
     moto_processes: usize,
+    /// moto processes for each of the S3 and DynamoDB groups, each seeded with the same
+    /// estate; the group's proxy spreads connections over them round robin, as a load
+    /// balancer spreads them over an endpoint fleet (see REPLICABLE for why not the others).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
     /// The old setup: one moto_server for every service (same as --moto-processes 1).
     #[arg(long)]
     single_moto: bool,
@@ -296,18 +303,15 @@ fn groups(processes: usize) -> &'static [&'static [&'static str]] {
 struct Moto {
     child: Child,
     endpoint: String,
-    /// The services this process serves, e.g. "kms+sts+config".
-    name: String,
-    services: &'static [&'static str],
+    port: u16,
 }
 
 impl Moto {
-    fn start(services: &'static [&'static str]) -> Result<Moto> {
+    fn start(name: &str) -> Result<Moto> {
         let bin = Path::new(ROOT).join(".tools/venv/bin/moto_server");
         if !bin.exists() {
             bail!("{} is missing: run scripts/setup (scripts/bench does)", bin.display());
         }
-        let name = services.join("+");
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let log_path = out_dir().join(format!("moto-{name}.log"));
         let log = std::fs::File::create(&log_path)?;
@@ -330,7 +334,7 @@ impl Moto {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(Moto { child, endpoint: format!("http://127.0.0.1:{port}"), name, services })
+        Ok(Moto { child, endpoint: format!("http://127.0.0.1:{port}"), port })
     }
     fn pid(&self) -> String {
         self.child.id().to_string()
@@ -347,34 +351,80 @@ impl Drop for Moto {
     }
 }
 
-/// The moto processes of one run and the URL each service is reached at.
-struct Emulators {
+/// Services whose group may run as several replicas holding the same estate. Not KMS and
+/// STS (an assumed role's credentials live only in the process that issued them), Config
+/// (it goes with them), nor RDS: moto's DescribeDBInstances marker carries a checksum of
+/// the request made with an object's identity hash, so one process refuses another's
+/// marker ("InvalidToken: Input inconsistent with page token").
+const REPLICABLE: &[&str] = &["s3", "dynamodb"];
+
+/// The moto process(es) serving one group of services.
+struct Group {
+    /// e.g. "kms+sts+config".
+    name: String,
+    services: &'static [&'static str],
+    /// One, or `--replicas` holding the same estate.
     motos: Vec<Moto>,
 }
 
-impl Emulators {
-    fn start(processes: usize) -> Result<Emulators> {
-        let motos = groups(processes).iter().map(|g| Moto::start(g)).collect::<Result<Vec<_>>>()?;
-        Ok(Emulators { motos })
+impl Group {
+    fn process_name(&self, i: usize) -> String {
+        if self.motos.len() == 1 {
+            self.name.clone()
+        } else {
+            format!("{}#{}", self.name, i + 1)
+        }
     }
-    /// Each moto's URL, or with `latency` one latency proxy in front of each.
+}
+
+/// The moto processes of one run and the URL each service is reached at.
+struct Emulators {
+    groups: Vec<Group>,
+}
+
+impl Emulators {
+    fn start(processes: usize, replicas: usize) -> Result<Emulators> {
+        let mut out = Vec::new();
+        for services in groups(processes) {
+            let name = services.join("+");
+            let n = if services.iter().all(|s| REPLICABLE.contains(s)) { replicas.max(1) } else { 1 };
+            let mut g = Group { name, services, motos: Vec::new() };
+            for i in 0..n {
+                let log = if n == 1 { g.name.clone() } else { format!("{}-{}", g.name, i + 1) };
+                g.motos.push(Moto::start(&log)?);
+            }
+            out.push(g);
+        }
+        Ok(Emulators { groups: out })
+    }
+    /// One URL per group: the moto itself, or a proxy in front of its process(es) adding
+    /// `latency` per request and spreading connections over the replicas.
     fn urls(&self, latency: Duration) -> Result<Vec<String>> {
-        self.motos
+        self.groups
             .iter()
-            .map(|m| {
-                if latency.is_zero() {
-                    return Ok(m.endpoint.clone());
+            .map(|g| {
+                if latency.is_zero() && g.motos.len() == 1 {
+                    return Ok(g.motos[0].endpoint.clone());
                 }
-                let port = m.endpoint.rsplit(':').next().unwrap().parse()?;
-                Ok(format!("http://127.0.0.1:{}", latency_proxy(port, latency)?))
+                let ports = g.motos.iter().map(|m| m.port).collect();
+                Ok(format!("http://127.0.0.1:{}", latency_proxy(ports, latency)?))
             })
             .collect()
     }
-    /// (service, url) for every service, given one URL per process (as from `urls`).
+    /// Replica `i` of each group, directly (seeding writes the estate into each replica).
+    fn replica_endpoints(&self, i: usize) -> Endpoints {
+        let urls: Vec<String> =
+            self.groups.iter().map(|g| g.motos.get(i).unwrap_or(&g.motos[0]).endpoint.clone()).collect();
+        self.endpoints(&urls)
+    }
+    fn replicas(&self) -> usize {
+        self.groups.iter().map(|g| g.motos.len()).max().unwrap_or(1)
+    }
+    /// (service, url) for every service, given one URL per group (as from `urls`).
     fn endpoints(&self, urls: &[String]) -> Endpoints {
         let mut by_service = BTreeMap::new();
-        for (m, url) in self.motos.iter().zip(urls) {
-            for s in m.services {
+        for (g, url) in self.groups.iter().zip(urls) {
+            for s in g.services {
                 by_service.insert(*s, url.clone());
             }
         }
@@ -382,7 +432,16 @@ impl Emulators {
     }
     /// CPU seconds each process has used so far, by process name.
     fn cpu(&self) -> BTreeMap<String, f64> {
-        self.motos.iter().map(|m| (m.name.clone(), m.cpu_seconds())).collect()
+        self.groups
+            .iter()
+            .flat_map(|g| g.motos.iter().enumerate().map(move |(i, m)| (g.process_name(i), m.cpu_seconds())))
+            .collect()
+    }
+    fn describe(&self) -> Vec<Value> {
+        self.groups
+            .iter()
+            .map(|g| json!({"name": g.name, "services": g.services, "processes": g.motos.len()}))
+            .collect()
     }
 }
 
@@ -459,18 +518,23 @@ fn run(args: &Args) -> Result<()> {
     };
 
     let processes = if args.single_moto { 1 } else { args.moto_processes };
-    let emulators = Emulators::start(processes)?;
-    for m in &emulators.motos {
-        eprintln!("bench: moto for {} at {} (pid {})", m.name, m.endpoint, m.pid());
+    let emulators = Emulators::start(processes, args.replicas)?;
+    for g in &emulators.groups {
+        for (i, m) in g.motos.iter().enumerate() {
+            eprintln!("bench: moto for {} at {} (pid {})", g.process_name(i), m.endpoint, m.pid());
+        }
     }
-    let direct = emulators.endpoints(&emulators.urls(Duration::ZERO)?);
     let seed_start = Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(seed(&direct, &plan))?;
+    rt.block_on(seed_keys(&emulators.replica_endpoints(0), &plan))?;
+    for i in 0..emulators.replicas() {
+        rt.block_on(seed_resources(&emulators.replica_endpoints(i), &plan, emulators.replicas() > 1))?;
+    }
     let seed_s = seed_start.elapsed().as_secs_f64();
     eprintln!("bench: seeded in {seed_s:.1} s");
     if args.seed_only {
-        for (var, url) in direct.vars() {
+        // Each group's moto (or a balancer without delay over its replicas).
+        for (var, url) in emulators.endpoints(&emulators.urls(Duration::ZERO)?).vars() {
             println!("{var}={url}");
         }
         eprintln!("bench: moto stays up until stdin closes");
@@ -478,8 +542,8 @@ fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
 
-    // The evaluators reach each moto directly, or through a proxy per moto adding latency
-    // per request.
+    // The evaluators reach each group's moto directly, or through one proxy per group adding
+    // latency per request (and spreading connections over the group's replicas).
     let eval = emulators.endpoints(&emulators.urls(Duration::from_millis(args.latency_ms))?);
     if args.latency_ms > 0 {
         eprintln!("bench: evaluators go through proxies adding {} ms per request", args.latency_ms);
@@ -525,8 +589,7 @@ fn run(args: &Args) -> Result<()> {
         b["moto_cpu_s_by_process"] = by_process;
         Some(b)
     };
-    let moto_processes: Vec<Value> =
-        emulators.motos.iter().map(|m| json!({"services": m.services, "name": m.name})).collect();
+    let moto_processes = emulators.describe();
     drop(emulators);
 
     let report =
@@ -551,15 +614,16 @@ async fn sdk_config(endpoints: &Endpoints, creds: Credentials) -> SdkConfig {
         .await
 }
 
+/// An `Aws` with each service at its own moto, as the evaluators will reach it.
+async fn routed(endpoints: &Endpoints, creds: Credentials) -> Aws {
+    let aws = Aws::new(sdk_config(endpoints, creds).await);
+    endpoints.by_service.iter().fold(aws, |aws, (service, url)| aws.with_service_endpoint(service, url.clone()))
+}
+
 /// Keys in the security account (through an assumed role, as tests/common `assumed`),
-/// then the workload's resources, SEED_CONCURRENCY requests in flight.
-async fn seed(endpoints: &Endpoints, plan: &Plan) -> Result<()> {
-    // Each service at its own moto, as the evaluators will reach it.
-    let routed = |aws: Aws| {
-        endpoints.by_service.iter().fold(aws, |aws, (service, url)| aws.with_service_endpoint(service, url.clone()))
-    };
-    let base =
-        routed(Aws::new(sdk_config(endpoints, Credentials::new("testing", "testing", None, None, "bench")).await));
+/// SEED_CONCURRENCY requests in flight.
+async fn seed_keys(endpoints: &Endpoints, plan: &Plan) -> Result<()> {
+    let base = routed(endpoints, Credentials::new("testing", "testing", None, None, "bench")).await;
     let assumed = base
         .sts()
         .assume_role()
@@ -569,13 +633,11 @@ async fn seed(endpoints: &Endpoints, plan: &Plan) -> Result<()> {
         .await
         .context("assume role into the security account")?;
     let c = assumed.credentials().context("no credentials")?;
-    let security = routed(Aws::new(
-        sdk_config(
-            endpoints,
-            Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().into()), None, "bench"),
-        )
-        .await,
-    ));
+    let security = routed(
+        endpoints,
+        Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().into()), None, "bench"),
+    )
+    .await;
     let today = chrono::Utc::now();
     let security = &security;
     futures_util::stream::iter(0..plan.keys)
@@ -608,88 +670,97 @@ async fn seed(endpoints: &Endpoints, plan: &Plan) -> Result<()> {
         .buffer_unordered(SEED_CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await?;
+    Ok(())
+}
 
+/// The workload's resources (into one replica of each resource service), SEED_CONCURRENCY
+/// requests in flight. They name their keys by alias ARN, so every replica holds the same.
+///
+/// With replicas, DynamoDB tables are created one at a time: moto lists tables in creation
+/// order and pages ListTables by the last name returned, so every replica must hold them in
+/// the same order for a page from one to continue at another.
+async fn seed_resources(endpoints: &Endpoints, plan: &Plan, replicated: bool) -> Result<()> {
+    let base = routed(endpoints, Credentials::new("testing", "testing", None, None, "bench")).await;
     let wl = &base;
     let total = plan.rds + plan.dynamodb + plan.s3;
     let done = &AtomicUsize::new(0);
     let started = Instant::now();
-    futures_util::stream::iter(0..total)
-        .map(|g| async move {
-            let key = Plan::alias_arn(plan.key_of(g));
-            if g < plan.rds {
-                wl.rds()
-                    .create_db_instance()
-                    .db_instance_identifier(format!("bench-db-{g:05}"))
-                    .db_instance_class("db.t3.micro")
-                    .engine("postgres")
-                    .master_username("admin")
-                    .master_user_password("password123!")
-                    .allocated_storage(20)
-                    .storage_encrypted(true)
-                    .kms_key_id(key)
-                    .send()
-                    .await
-                    .context("create db instance")?;
-            } else if g < plan.rds + plan.dynamodb {
-                let pk = || {
-                    AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build()
-                };
-                wl.dynamodb()
-                    .create_table()
-                    .table_name(format!("bench-table-{g:05}"))
-                    .billing_mode(BillingMode::PayPerRequest)
-                    .attribute_definitions(pk()?)
-                    .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build()?)
-                    .sse_specification(
-                        SseSpecification::builder().enabled(true).sse_type("KMS".into()).kms_master_key_id(key).build(),
-                    )
-                    .send()
-                    .await
-                    .context("create table")?;
-            } else {
-                let name = format!("bench-bucket-{g:05}");
-                wl.s3()
-                    .create_bucket()
-                    .bucket(&name)
-                    .create_bucket_configuration(
-                        CreateBucketConfiguration::builder().location_constraint(REGION.into()).build(),
-                    )
-                    .send()
-                    .await
-                    .context("create bucket")?;
-                let default = ServerSideEncryptionByDefault::builder()
-                    .sse_algorithm(ServerSideEncryption::AwsKms)
-                    .kms_master_key_id(key)
-                    .build()?;
-                let rule = ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(default).build();
-                wl.s3()
-                    .put_bucket_encryption()
-                    .bucket(&name)
-                    .server_side_encryption_configuration(
-                        ServerSideEncryptionConfiguration::builder().rules(rule).build()?,
-                    )
-                    .send()
-                    .await
-                    .context("put bucket encryption")?;
-            }
-            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_multiple_of(1000) || n == total {
-                eprintln!("bench:   seeded {n}/{total} resources ({:.0} s)", started.elapsed().as_secs_f64());
-            }
-            Ok::<_, anyhow::Error>(())
-        })
-        .buffer_unordered(SEED_CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
+    let tables = plan.rds..plan.rds + plan.dynamodb;
+    let create = |g: usize| async move {
+        let key = Plan::alias_arn(plan.key_of(g));
+        if g < plan.rds {
+            wl.rds()
+                .create_db_instance()
+                .db_instance_identifier(format!("bench-db-{g:05}"))
+                .db_instance_class("db.t3.micro")
+                .engine("postgres")
+                .master_username("admin")
+                .master_user_password("password123!")
+                .allocated_storage(20)
+                .storage_encrypted(true)
+                .kms_key_id(key)
+                .send()
+                .await
+                .context("create db instance")?;
+        } else if g < plan.rds + plan.dynamodb {
+            let pk =
+                || AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build();
+            wl.dynamodb()
+                .create_table()
+                .table_name(format!("bench-table-{g:05}"))
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(pk()?)
+                .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build()?)
+                .sse_specification(
+                    SseSpecification::builder().enabled(true).sse_type("KMS".into()).kms_master_key_id(key).build(),
+                )
+                .send()
+                .await
+                .context("create table")?;
+        } else {
+            let name = format!("bench-bucket-{g:05}");
+            wl.s3()
+                .create_bucket()
+                .bucket(&name)
+                .create_bucket_configuration(
+                    CreateBucketConfiguration::builder().location_constraint(REGION.into()).build(),
+                )
+                .send()
+                .await
+                .context("create bucket")?;
+            let default = ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::AwsKms)
+                .kms_master_key_id(key)
+                .build()?;
+            let rule = ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(default).build();
+            wl.s3()
+                .put_bucket_encryption()
+                .bucket(&name)
+                .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build()?)
+                .send()
+                .await
+                .context("put bucket encryption")?;
+        }
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_multiple_of(1000) || n == total {
+            eprintln!("bench:   seeded {n}/{total} resources ({:.0} s)", started.elapsed().as_secs_f64());
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    let others: Vec<usize> = (0..total).filter(|g| !tables.contains(g)).collect();
+    futures_util::stream::iter(others).map(create).buffer_unordered(SEED_CONCURRENCY).try_collect::<Vec<_>>().await?;
+    let in_flight = if replicated { 1 } else { SEED_CONCURRENCY };
+    futures_util::stream::iter(tables).map(create).buffer_unordered(in_flight).try_collect::<Vec<_>>().await?;
     Ok(())
 }
 
 // ───────────────────────────── latency proxy ─────────────────────────────
 
-/// A TCP forwarder to 127.0.0.1:`upstream` that holds each request `delay` before passing
-/// it on (once per request/response exchange on a keep-alive connection): a stand-in for
-/// the round trip to a real AWS endpoint, which moto on loopback does not have.
-fn latency_proxy(upstream: u16, delay: Duration) -> Result<u16> {
+/// A TCP forwarder to 127.0.0.1:`upstreams` (each new connection to the next one, round
+/// robin) that holds each request `delay` before passing it on (once per request/response
+/// exchange on a keep-alive connection): a stand-in for the round trip to a real AWS
+/// endpoint, which moto on loopback does not have.
+fn latency_proxy(upstreams: Vec<u16>, delay: Duration) -> Result<u16> {
     use std::io::{Read, Write};
     use std::net::Shutdown;
     use std::sync::atomic::AtomicBool;
@@ -697,7 +768,8 @@ fn latency_proxy(upstream: u16, delay: Duration) -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
+        for (n, client) in listener.incoming().flatten().enumerate() {
+            let upstream = upstreams[n % upstreams.len()];
             std::thread::spawn(move || {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
                 let _ = (client.set_nodelay(true), server.set_nodelay(true));
@@ -710,7 +782,7 @@ fn latency_proxy(upstream: u16, delay: Duration) -> Result<u16> {
                         if n == 0 {
                             break;
                         }
-                        if flag.swap(false, Ordering::SeqCst) {
+                        if flag.swap(false, Ordering::SeqCst) && !delay.is_zero() {
                             std::thread::sleep(delay);
                         }
                         if to_server.write_all(&buf[..n]).is_err() {
@@ -1056,13 +1128,20 @@ fn print_table(r: &Value) {
         m["loadavg_at_end"].as_str().unwrap_or("?"),
     );
     let procs = m["moto_processes"].as_array().unwrap();
+    let nprocs: u64 = procs.iter().map(|p| u(&p["processes"])).sum();
     println!(
         "moto 5.2.5 server, {} process{}: {}; seeded in {:.1} s ({} in flight); added latency {} ms",
-        procs.len(),
-        if procs.len() == 1 { "" } else { "es" },
+        nprocs,
+        if nprocs == 1 { "" } else { "es" },
         procs
             .iter()
-            .map(|p| format!("{{{}}}", p["name"].as_str().unwrap_or("?").replace('+', ", ")))
+            .map(|p| {
+                let name = p["name"].as_str().unwrap_or("?").replace('+', ", ");
+                match u(&p["processes"]) {
+                    1 => format!("{{{name}}}"),
+                    n => format!("{n}×{{{name}}}"),
+                }
+            })
             .collect::<Vec<_>>()
             .join(" "),
         e["seed_s"].as_f64().unwrap(),
