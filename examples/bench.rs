@@ -89,9 +89,10 @@ struct Args {
     /// moto processes for each of the S3 and DynamoDB groups, each seeded with the same
     /// estate; the group's proxy spreads connections over them round robin, as a load
     /// balancer spreads them over an endpoint fleet (see REPLICABLE for why not the others).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     replicas: usize,
-    /// The old setup: one moto_server for every service (same as --moto-processes 1).
+    /// The old setup: one moto_server for every service (same as --moto-processes 1
+    /// --replicas 1).
     #[arg(long)]
     single_moto: bool,
     /// Profiling aid: start moto, seed, print the endpoint variables, keep it up until
@@ -417,6 +418,10 @@ impl Emulators {
             self.groups.iter().map(|g| g.motos.get(i).unwrap_or(&g.motos[0]).endpoint.clone()).collect();
         self.endpoints(&urls)
     }
+    /// The services that have an `i`-th replica (all of them for i = 0).
+    fn services_of_replica(&self, i: usize) -> Vec<&'static str> {
+        self.groups.iter().filter(|g| g.motos.len() > i).flat_map(|g| g.services.iter().copied()).collect()
+    }
     fn replicas(&self) -> usize {
         self.groups.iter().map(|g| g.motos.len()).max().unwrap_or(1)
     }
@@ -517,8 +522,8 @@ fn run(args: &Args) -> Result<()> {
         (cold, artifacts(&profile)?)
     };
 
-    let processes = if args.single_moto { 1 } else { args.moto_processes };
-    let emulators = Emulators::start(processes, args.replicas)?;
+    let (processes, replicas) = if args.single_moto { (1, 1) } else { (args.moto_processes, args.replicas) };
+    let emulators = Emulators::start(processes, replicas)?;
     for g in &emulators.groups {
         for (i, m) in g.motos.iter().enumerate() {
             eprintln!("bench: moto for {} at {} (pid {})", g.process_name(i), m.endpoint, m.pid());
@@ -528,7 +533,8 @@ fn run(args: &Args) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(seed_keys(&emulators.replica_endpoints(0), &plan))?;
     for i in 0..emulators.replicas() {
-        rt.block_on(seed_resources(&emulators.replica_endpoints(i), &plan, emulators.replicas() > 1))?;
+        let services = emulators.services_of_replica(i);
+        rt.block_on(seed_resources(&emulators.replica_endpoints(i), &plan, &services, emulators.replicas() > 1))?;
     }
     let seed_s = seed_start.elapsed().as_secs_f64();
     eprintln!("bench: seeded in {seed_s:.1} s");
@@ -679,13 +685,25 @@ async fn seed_keys(endpoints: &Endpoints, plan: &Plan) -> Result<()> {
 /// With replicas, DynamoDB tables are created one at a time: moto lists tables in creation
 /// order and pages ListTables by the last name returned, so every replica must hold them in
 /// the same order for a page from one to continue at another.
-async fn seed_resources(endpoints: &Endpoints, plan: &Plan, replicated: bool) -> Result<()> {
+async fn seed_resources(endpoints: &Endpoints, plan: &Plan, services: &[&str], replicated: bool) -> Result<()> {
     let base = routed(endpoints, Credentials::new("testing", "testing", None, None, "bench")).await;
     let wl = &base;
     let total = plan.rds + plan.dynamodb + plan.s3;
     let done = &AtomicUsize::new(0);
     let started = Instant::now();
     let tables = plan.rds..plan.rds + plan.dynamodb;
+    // Only the families this replica set serves (RDS lives in one process).
+    let wanted = |g: &usize| {
+        let service = if *g < plan.rds {
+            "rds"
+        } else if tables.contains(g) {
+            "dynamodb"
+        } else {
+            "s3"
+        };
+        services.contains(&service)
+    };
+    let todo = (0..total).filter(|g| wanted(g)).count();
     let create = |g: usize| async move {
         let key = Plan::alias_arn(plan.key_of(g));
         if g < plan.rds {
@@ -742,14 +760,15 @@ async fn seed_resources(endpoints: &Endpoints, plan: &Plan, replicated: bool) ->
                 .context("put bucket encryption")?;
         }
         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-        if n.is_multiple_of(1000) || n == total {
-            eprintln!("bench:   seeded {n}/{total} resources ({:.0} s)", started.elapsed().as_secs_f64());
+        if n.is_multiple_of(1000) || n == todo {
+            eprintln!("bench:   seeded {n}/{todo} resources ({:.0} s)", started.elapsed().as_secs_f64());
         }
         Ok::<_, anyhow::Error>(())
     };
-    let others: Vec<usize> = (0..total).filter(|g| !tables.contains(g)).collect();
+    let others: Vec<usize> = (0..total).filter(|g| !tables.contains(g) && wanted(g)).collect();
     futures_util::stream::iter(others).map(create).buffer_unordered(SEED_CONCURRENCY).try_collect::<Vec<_>>().await?;
     let in_flight = if replicated { 1 } else { SEED_CONCURRENCY };
+    let tables: Vec<usize> = tables.clone().filter(|g| wanted(g)).collect();
     futures_util::stream::iter(tables).map(create).buffer_unordered(in_flight).try_collect::<Vec<_>>().await?;
     Ok(())
 }
