@@ -7,12 +7,14 @@
 //! ```
 //!
 //! Modes of this one binary:
-//! - default: start moto, seed the estate, run the three periodic sweeps (each in a child
+//! - default: start moto (one process per service group, see `groups`, routed by
+//!   `AWS_ENDPOINT_URL_<SERVICE>`), seed the estate, run the three periodic sweeps (each in a child
 //!   process of this binary, `--sweep-only`, so its peak RSS is the sweep's alone), run
 //!   `scripts/bench_baseline.py` on the same estate, time 20 cold starts of `s3-rule`
 //!   against a minimal Lambda Runtime API, measure the artifacts, print a table and write
 //!   `target/bench/bench.json`.
-//! - `--sweep-only --endpoint URL --rule s3`: one rule's sweep exactly as the Lambda runs it
+//! - `--sweep-only --rule s3` (endpoints from the environment, or `--endpoint URL` for
+//!   all): one rule's sweep exactly as the Lambda runs it
 //!   (`Aws::from_env`, a current-thread runtime, `handler::handle` on the rule's
 //!   `events/*-periodic.json`), printing one JSON object with call counts, wall time and
 //!   `VmHWM` from /proc/self/status.
@@ -79,15 +81,31 @@ struct Args {
     /// evaluators (Rust sweep and baseline) and moto: models AWS round trips (0 = off).
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
-    /// Profiling aid: start moto, seed, print its endpoint, keep it up until stdin closes
-    /// (then run e.g. `valgrind --tool=massif bench --sweep-only --endpoint URL --rule s3`).
+    /// moto processes serving the estate, one per service group (see GROUPS): 4 =
+    /// {kms, sts, config} {s3} {dynamodb} {rds}; 2 = {kms, sts, config} {s3, dynamodb, rds};
+    /// 1 = one process for every service (the setup before per-service endpoints).
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(["1", "2", "4"]), |v| v.parse::<usize>().unwrap()))]
+    moto_processes: usize,
+    /// moto processes for each of the S3 and DynamoDB groups, each seeded with the same
+    /// estate; the group's proxy spreads connections over them round robin, as a load
+    /// balancer spreads them over an endpoint fleet (see REPLICABLE for why not the others).
+    #[arg(long, default_value_t = 2)]
+    replicas: usize,
+    /// The old setup: one moto_server for every service (same as --moto-processes 1
+    /// --replicas 1).
+    #[arg(long)]
+    single_moto: bool,
+    /// Profiling aid: start moto, seed, print the endpoint variables, keep it up until
+    /// stdin closes (then run e.g. `env $(…) valgrind --tool=massif bench --sweep-only --rule s3`).
     #[arg(long, conflicts_with = "sweep_only")]
     seed_only: bool,
     /// Where to write the JSON report.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench/bench.json"))]
     out: PathBuf,
-    /// Child mode: only run one rule's periodic sweep against ENDPOINT and print JSON.
-    #[arg(long, requires_all = ["endpoint", "rule"])]
+    /// Child mode: only run one rule's periodic sweep and print JSON. The endpoints come
+    /// from the environment (AWS_ENDPOINT_URL_<SERVICE>, as the parent sets them), or
+    /// --endpoint for every service.
+    #[arg(long, requires = "rule")]
     sweep_only: bool,
     #[arg(long)]
     endpoint: Option<String>,
@@ -99,7 +117,7 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     if args.sweep_only {
-        return sweep_only(args.endpoint.as_deref().unwrap(), args.rule.as_deref().unwrap());
+        return sweep_only(args.endpoint.as_deref(), args.rule.as_deref().unwrap());
     }
     run(&args)
 }
@@ -107,10 +125,15 @@ fn main() -> Result<()> {
 // ───────────────────────────── child: one sweep ─────────────────────────────
 
 /// One rule's sweep, as the Lambda runs it: a current-thread runtime, `Aws::from_env`
-/// (the parent sets AWS_ENDPOINT_URL and static credentials), `handler::handle`.
-fn sweep_only(endpoint: &str, rule_name: &str) -> Result<()> {
+/// (the parent sets AWS_ENDPOINT_URL_<SERVICE> and static credentials), `handler::handle`.
+fn sweep_only(endpoint: Option<&str>, rule_name: &str) -> Result<()> {
     let rule = Rule::find(rule_name).with_context(|| format!("unknown rule {rule_name}"))?;
-    std::env::set_var("AWS_ENDPOINT_URL", endpoint);
+    if let Some(endpoint) = endpoint {
+        std::env::set_var("AWS_ENDPOINT_URL", endpoint);
+        for (_, var) in SERVICES {
+            std::env::remove_var(var);
+        }
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let out = rt.block_on(async move {
         let counter = CallCounter::default();
@@ -254,19 +277,45 @@ fn limit_for(rule: Rule, n: u64, keys: u64) -> BTreeMap<&'static str, u64> {
 /// role per rule invocation, and ListKeyRotations per key (verifyTagAgainstKms).
 const BY_DESIGN: &[&str] = &["sts.AssumeRole", "kms.ListKeyRotations"];
 
+/// The services the sweeps and the baseline call, and the variable that routes each one
+/// (`AWS_ENDPOINT_URL_` + the service ID in capitals, spaces as `_`; the Rust SDK and
+/// boto3 read the same names).
+const SERVICES: &[(&str, &str)] = &[
+    ("kms", "AWS_ENDPOINT_URL_KMS"),
+    ("sts", "AWS_ENDPOINT_URL_STS"),
+    ("config", "AWS_ENDPOINT_URL_CONFIG_SERVICE"),
+    ("s3", "AWS_ENDPOINT_URL_S3"),
+    ("dynamodb", "AWS_ENDPOINT_URL_DYNAMODB"),
+    ("rds", "AWS_ENDPOINT_URL_RDS"),
+];
+
+/// Which services share a moto process, for 1, 2 or 4 processes. KMS and STS always share
+/// one: moto knows an assumed role's credentials only in the process that issued them, and
+/// the key reader role crosses into the security account. The first group also serves
+/// anything not listed (AWS_ENDPOINT_URL).
+fn groups(processes: usize) -> &'static [&'static [&'static str]] {
+    match processes {
+        1 => &[&["kms", "sts", "config", "s3", "dynamodb", "rds"]],
+        2 => &[&["kms", "sts", "config"], &["s3", "dynamodb", "rds"]],
+        _ => &[&["kms", "sts", "config"], &["s3"], &["dynamodb"], &["rds"]],
+    }
+}
+
 struct Moto {
     child: Child,
     endpoint: String,
+    port: u16,
 }
 
 impl Moto {
-    fn start() -> Result<Moto> {
+    fn start(name: &str) -> Result<Moto> {
         let bin = Path::new(ROOT).join(".tools/venv/bin/moto_server");
         if !bin.exists() {
             bail!("{} is missing: run scripts/setup (scripts/bench does)", bin.display());
         }
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let log = std::fs::File::create(out_dir().join("moto.log"))?;
+        let log_path = out_dir().join(format!("moto-{name}.log"));
+        let log = std::fs::File::create(&log_path)?;
         let mut child = Command::new(bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             // moto keeps an automated snapshot per DB instance and stops creating
@@ -279,14 +328,14 @@ impl Moto {
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(s) = child.try_wait()? {
-                bail!("moto_server exited early with {s} (see target/bench/moto.log)");
+                bail!("moto_server exited early with {s} (see {})", log_path.display());
             }
             if start.elapsed() > Duration::from_secs(30) {
                 bail!("moto_server did not listen within 30 s");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(Moto { child, endpoint: format!("http://127.0.0.1:{port}") })
+        Ok(Moto { child, endpoint: format!("http://127.0.0.1:{port}"), port })
     }
     fn pid(&self) -> String {
         self.child.id().to_string()
@@ -303,6 +352,128 @@ impl Drop for Moto {
     }
 }
 
+/// Services whose group may run as several replicas holding the same estate. Not KMS and
+/// STS (an assumed role's credentials live only in the process that issued them), Config
+/// (it goes with them), nor RDS: moto's DescribeDBInstances marker carries a checksum of
+/// the request made with an object's identity hash, so one process refuses another's
+/// marker ("InvalidToken: Input inconsistent with page token").
+const REPLICABLE: &[&str] = &["s3", "dynamodb"];
+
+/// The moto process(es) serving one group of services.
+struct Group {
+    /// e.g. "kms+sts+config".
+    name: String,
+    services: &'static [&'static str],
+    /// One, or `--replicas` holding the same estate.
+    motos: Vec<Moto>,
+}
+
+impl Group {
+    fn process_name(&self, i: usize) -> String {
+        if self.motos.len() == 1 {
+            self.name.clone()
+        } else {
+            format!("{}#{}", self.name, i + 1)
+        }
+    }
+}
+
+/// The moto processes of one run and the URL each service is reached at.
+struct Emulators {
+    groups: Vec<Group>,
+}
+
+impl Emulators {
+    fn start(processes: usize, replicas: usize) -> Result<Emulators> {
+        let mut out = Vec::new();
+        for services in groups(processes) {
+            let name = services.join("+");
+            let n = if services.iter().all(|s| REPLICABLE.contains(s)) { replicas.max(1) } else { 1 };
+            let mut g = Group { name, services, motos: Vec::new() };
+            for i in 0..n {
+                let log = if n == 1 { g.name.clone() } else { format!("{}-{}", g.name, i + 1) };
+                g.motos.push(Moto::start(&log)?);
+            }
+            out.push(g);
+        }
+        Ok(Emulators { groups: out })
+    }
+    /// One URL per group: the moto itself, or a proxy in front of its process(es) adding
+    /// `latency` per request and spreading connections over the replicas.
+    fn urls(&self, latency: Duration) -> Result<Vec<String>> {
+        self.groups
+            .iter()
+            .map(|g| {
+                if latency.is_zero() && g.motos.len() == 1 {
+                    return Ok(g.motos[0].endpoint.clone());
+                }
+                let ports = g.motos.iter().map(|m| m.port).collect();
+                Ok(format!("http://127.0.0.1:{}", latency_proxy(ports, latency)?))
+            })
+            .collect()
+    }
+    /// Replica `i` of each group, directly (seeding writes the estate into each replica).
+    fn replica_endpoints(&self, i: usize) -> Endpoints {
+        let urls: Vec<String> =
+            self.groups.iter().map(|g| g.motos.get(i).unwrap_or(&g.motos[0]).endpoint.clone()).collect();
+        self.endpoints(&urls)
+    }
+    /// The services that have an `i`-th replica (all of them for i = 0).
+    fn services_of_replica(&self, i: usize) -> Vec<&'static str> {
+        self.groups.iter().filter(|g| g.motos.len() > i).flat_map(|g| g.services.iter().copied()).collect()
+    }
+    fn replicas(&self) -> usize {
+        self.groups.iter().map(|g| g.motos.len()).max().unwrap_or(1)
+    }
+    /// (service, url) for every service, given one URL per group (as from `urls`).
+    fn endpoints(&self, urls: &[String]) -> Endpoints {
+        let mut by_service = BTreeMap::new();
+        for (g, url) in self.groups.iter().zip(urls) {
+            for s in g.services {
+                by_service.insert(*s, url.clone());
+            }
+        }
+        Endpoints { default: urls[0].clone(), by_service }
+    }
+    /// CPU seconds each process has used so far, by process name.
+    fn cpu(&self) -> BTreeMap<String, f64> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.motos.iter().enumerate().map(move |(i, m)| (g.process_name(i), m.cpu_seconds())))
+            .collect()
+    }
+    fn describe(&self) -> Vec<Value> {
+        self.groups
+            .iter()
+            .map(|g| json!({"name": g.name, "services": g.services, "processes": g.motos.len()}))
+            .collect()
+    }
+}
+
+/// Where the evaluators send each service's calls.
+#[derive(Clone)]
+struct Endpoints {
+    /// AWS_ENDPOINT_URL: anything not routed by service (the KMS process).
+    default: String,
+    by_service: BTreeMap<&'static str, String>,
+}
+
+impl Endpoints {
+    /// The standard endpoint variables, as both the Rust SDK and boto3 read them.
+    fn vars(&self) -> Vec<(&'static str, String)> {
+        let mut v = vec![("AWS_ENDPOINT_URL", self.default.clone())];
+        for (service, var) in SERVICES {
+            v.push((var, self.by_service[service].clone()));
+        }
+        v
+    }
+}
+
+/// CPU used by each moto process between two `Emulators::cpu` readings.
+fn cpu_delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Value {
+    json!(after.iter().map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0))).collect::<BTreeMap<_, _>>())
+}
+
 fn out_dir() -> PathBuf {
     let d = Path::new(ROOT).join("target/bench");
     let _ = std::fs::create_dir_all(&d);
@@ -315,9 +486,9 @@ fn profile_dir() -> Result<PathBuf> {
     Ok(exe.parent().and_then(Path::parent).context("bench is not in target/<profile>/examples")?.to_path_buf())
 }
 
-fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT_URL", endpoint.to_string()),
+fn aws_env(endpoints: &Endpoints) -> Vec<(&'static str, String)> {
+    let mut v = endpoints.vars();
+    v.extend([
         ("AWS_REGION", REGION.into()),
         ("AWS_DEFAULT_REGION", REGION.into()),
         ("AWS_ACCESS_KEY_ID", "testing".into()),
@@ -325,7 +496,8 @@ fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ("AWS_CONFIG_FILE", "/dev/null".into()),
         ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
-    ]
+    ]);
+    v
 }
 
 fn run(args: &Args) -> Result<()> {
@@ -350,39 +522,47 @@ fn run(args: &Args) -> Result<()> {
         (cold, artifacts(&profile)?)
     };
 
-    let moto = Moto::start()?;
-    eprintln!("bench: moto at {} (pid {})", moto.endpoint, moto.pid());
+    let (processes, replicas) = if args.single_moto { (1, 1) } else { (args.moto_processes, args.replicas) };
+    let emulators = Emulators::start(processes, replicas)?;
+    for g in &emulators.groups {
+        for (i, m) in g.motos.iter().enumerate() {
+            eprintln!("bench: moto for {} at {} (pid {})", g.process_name(i), m.endpoint, m.pid());
+        }
+    }
     let seed_start = Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(seed(&moto.endpoint, &plan))?;
+    rt.block_on(seed_keys(&emulators.replica_endpoints(0), &plan))?;
+    for i in 0..emulators.replicas() {
+        let services = emulators.services_of_replica(i);
+        rt.block_on(seed_resources(&emulators.replica_endpoints(i), &plan, &services, emulators.replicas() > 1))?;
+    }
     let seed_s = seed_start.elapsed().as_secs_f64();
     eprintln!("bench: seeded in {seed_s:.1} s");
     if args.seed_only {
-        println!("{}", moto.endpoint);
-        eprintln!("bench: moto stays up at {} until stdin closes", moto.endpoint);
+        // Each group's moto (or a balancer without delay over its replicas).
+        for (var, url) in emulators.endpoints(&emulators.urls(Duration::ZERO)?).vars() {
+            println!("{var}={url}");
+        }
+        eprintln!("bench: moto stays up until stdin closes");
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         return Ok(());
     }
 
-    // The evaluators reach moto directly, or through a proxy adding latency per request.
-    let eval_endpoint = match args.latency_ms {
-        0 => moto.endpoint.clone(),
-        ms => {
-            let port = moto.endpoint.rsplit(':').next().unwrap().parse()?;
-            let p = latency_proxy(port, Duration::from_millis(ms))?;
-            eprintln!("bench: evaluators go through a proxy adding {ms} ms per request (port {p})");
-            format!("http://127.0.0.1:{p}")
-        }
-    };
+    // The evaluators reach each group's moto directly, or through one proxy per group adding
+    // latency per request (and spreading connections over the group's replicas).
+    let eval = emulators.endpoints(&emulators.urls(Duration::from_millis(args.latency_ms))?);
+    if args.latency_ms > 0 {
+        eprintln!("bench: evaluators go through proxies adding {} ms per request", args.latency_ms);
+    }
 
     // The sweeps, one child process per rule (one Lambda per rule).
     let mut sweeps = Vec::new();
     for (rule, n, keys) in plan.per_rule() {
         eprintln!("bench: sweeping {} ({n} resources, {keys} keys)", rule.name);
-        let moto_cpu = moto.cpu_seconds();
+        let moto_cpu = emulators.cpu();
         let out = Command::new(std::env::current_exe()?)
-            .args(["--sweep-only", "--endpoint", &eval_endpoint, "--rule", rule.name])
-            .envs(aws_env(&eval_endpoint))
+            .args(["--sweep-only", "--rule", rule.name])
+            .envs(aws_env(&eval))
             .stderr(Stdio::inherit())
             .output()
             .context("spawn the sweep child")?;
@@ -390,7 +570,9 @@ fn run(args: &Args) -> Result<()> {
             bail!("the {} sweep failed ({})", rule.name, out.status);
         }
         let mut v: Value = serde_json::from_slice(&out.stdout).context("sweep child output")?;
-        v["moto_cpu_s"] = json!(moto.cpu_seconds() - moto_cpu);
+        let by_process = cpu_delta(&moto_cpu, &emulators.cpu());
+        v["moto_cpu_s"] = json!(by_process.as_object().unwrap().values().filter_map(Value::as_f64).sum::<f64>());
+        v["moto_cpu_s_by_process"] = by_process;
         let limit = limit_for(rule, n as u64, keys as u64);
         v["resources"] = json!(n);
         v["distinct_keys"] = json!(keys);
@@ -406,14 +588,18 @@ fn run(args: &Args) -> Result<()> {
         None
     } else {
         eprintln!("bench: running the boto3 baseline (sequential; this is the slow part)");
-        let moto_cpu = moto.cpu_seconds();
-        let mut b = baseline(&eval_endpoint)?;
-        b["moto_cpu_s"] = json!(moto.cpu_seconds() - moto_cpu);
+        let moto_cpu = emulators.cpu();
+        let mut b = baseline(&eval)?;
+        let by_process = cpu_delta(&moto_cpu, &emulators.cpu());
+        b["moto_cpu_s"] = json!(by_process.as_object().unwrap().values().filter_map(Value::as_f64).sum::<f64>());
+        b["moto_cpu_s_by_process"] = by_process;
         Some(b)
     };
-    drop(moto);
+    let moto_processes = emulators.describe();
+    drop(emulators);
 
-    let report = report(args, &plan, &profile_name, seed_s, &sweeps, baseline.as_ref(), &cold, &artifacts);
+    let report =
+        report(args, &plan, &profile_name, seed_s, &moto_processes, &sweeps, baseline.as_ref(), &cold, &artifacts);
     std::fs::create_dir_all(args.out.parent().unwrap())?;
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")?;
     print_table(&report);
@@ -423,10 +609,10 @@ fn run(args: &Args) -> Result<()> {
 
 // ───────────────────────────── seeding ─────────────────────────────
 
-async fn sdk_config(endpoint: &str, creds: Credentials) -> SdkConfig {
+async fn sdk_config(endpoints: &Endpoints, creds: Credentials) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(REGION))
-        .endpoint_url(endpoint)
+        .endpoint_url(&endpoints.default)
         .credentials_provider(creds)
         .retry_config(RetryConfig::standard().with_max_attempts(5))
         .timeout_config(kms_rotation_guard::aws::timeouts())
@@ -434,10 +620,16 @@ async fn sdk_config(endpoint: &str, creds: Credentials) -> SdkConfig {
         .await
 }
 
+/// An `Aws` with each service at its own moto, as the evaluators will reach it.
+async fn routed(endpoints: &Endpoints, creds: Credentials) -> Aws {
+    let aws = Aws::new(sdk_config(endpoints, creds).await);
+    endpoints.by_service.iter().fold(aws, |aws, (service, url)| aws.with_service_endpoint(service, url.clone()))
+}
+
 /// Keys in the security account (through an assumed role, as tests/common `assumed`),
-/// then the workload's resources, SEED_CONCURRENCY requests in flight.
-async fn seed(endpoint: &str, plan: &Plan) -> Result<()> {
-    let base = Aws::new(sdk_config(endpoint, Credentials::new("testing", "testing", None, None, "bench")).await);
+/// SEED_CONCURRENCY requests in flight.
+async fn seed_keys(endpoints: &Endpoints, plan: &Plan) -> Result<()> {
+    let base = routed(endpoints, Credentials::new("testing", "testing", None, None, "bench")).await;
     let assumed = base
         .sts()
         .assume_role()
@@ -447,13 +639,11 @@ async fn seed(endpoint: &str, plan: &Plan) -> Result<()> {
         .await
         .context("assume role into the security account")?;
     let c = assumed.credentials().context("no credentials")?;
-    let security = Aws::new(
-        sdk_config(
-            endpoint,
-            Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().into()), None, "bench"),
-        )
-        .await,
-    );
+    let security = routed(
+        endpoints,
+        Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().into()), None, "bench"),
+    )
+    .await;
     let today = chrono::Utc::now();
     let security = &security;
     futures_util::stream::iter(0..plan.keys)
@@ -486,88 +676,110 @@ async fn seed(endpoint: &str, plan: &Plan) -> Result<()> {
         .buffer_unordered(SEED_CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await?;
+    Ok(())
+}
 
+/// The workload's resources (into one replica of each resource service), SEED_CONCURRENCY
+/// requests in flight. They name their keys by alias ARN, so every replica holds the same.
+///
+/// With replicas, DynamoDB tables are created one at a time: moto lists tables in creation
+/// order and pages ListTables by the last name returned, so every replica must hold them in
+/// the same order for a page from one to continue at another.
+async fn seed_resources(endpoints: &Endpoints, plan: &Plan, services: &[&str], replicated: bool) -> Result<()> {
+    let base = routed(endpoints, Credentials::new("testing", "testing", None, None, "bench")).await;
     let wl = &base;
     let total = plan.rds + plan.dynamodb + plan.s3;
     let done = &AtomicUsize::new(0);
     let started = Instant::now();
-    futures_util::stream::iter(0..total)
-        .map(|g| async move {
-            let key = Plan::alias_arn(plan.key_of(g));
-            if g < plan.rds {
-                wl.rds()
-                    .create_db_instance()
-                    .db_instance_identifier(format!("bench-db-{g:05}"))
-                    .db_instance_class("db.t3.micro")
-                    .engine("postgres")
-                    .master_username("admin")
-                    .master_user_password("password123!")
-                    .allocated_storage(20)
-                    .storage_encrypted(true)
-                    .kms_key_id(key)
-                    .send()
-                    .await
-                    .context("create db instance")?;
-            } else if g < plan.rds + plan.dynamodb {
-                let pk = || {
-                    AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build()
-                };
-                wl.dynamodb()
-                    .create_table()
-                    .table_name(format!("bench-table-{g:05}"))
-                    .billing_mode(BillingMode::PayPerRequest)
-                    .attribute_definitions(pk()?)
-                    .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build()?)
-                    .sse_specification(
-                        SseSpecification::builder().enabled(true).sse_type("KMS".into()).kms_master_key_id(key).build(),
-                    )
-                    .send()
-                    .await
-                    .context("create table")?;
-            } else {
-                let name = format!("bench-bucket-{g:05}");
-                wl.s3()
-                    .create_bucket()
-                    .bucket(&name)
-                    .create_bucket_configuration(
-                        CreateBucketConfiguration::builder().location_constraint(REGION.into()).build(),
-                    )
-                    .send()
-                    .await
-                    .context("create bucket")?;
-                let default = ServerSideEncryptionByDefault::builder()
-                    .sse_algorithm(ServerSideEncryption::AwsKms)
-                    .kms_master_key_id(key)
-                    .build()?;
-                let rule = ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(default).build();
-                wl.s3()
-                    .put_bucket_encryption()
-                    .bucket(&name)
-                    .server_side_encryption_configuration(
-                        ServerSideEncryptionConfiguration::builder().rules(rule).build()?,
-                    )
-                    .send()
-                    .await
-                    .context("put bucket encryption")?;
-            }
-            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_multiple_of(1000) || n == total {
-                eprintln!("bench:   seeded {n}/{total} resources ({:.0} s)", started.elapsed().as_secs_f64());
-            }
-            Ok::<_, anyhow::Error>(())
-        })
-        .buffer_unordered(SEED_CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
+    let tables = plan.rds..plan.rds + plan.dynamodb;
+    // Only the families this replica set serves (RDS lives in one process).
+    let wanted = |g: &usize| {
+        let service = if *g < plan.rds {
+            "rds"
+        } else if tables.contains(g) {
+            "dynamodb"
+        } else {
+            "s3"
+        };
+        services.contains(&service)
+    };
+    let todo = (0..total).filter(|g| wanted(g)).count();
+    let create = |g: usize| async move {
+        let key = Plan::alias_arn(plan.key_of(g));
+        if g < plan.rds {
+            wl.rds()
+                .create_db_instance()
+                .db_instance_identifier(format!("bench-db-{g:05}"))
+                .db_instance_class("db.t3.micro")
+                .engine("postgres")
+                .master_username("admin")
+                .master_user_password("password123!")
+                .allocated_storage(20)
+                .storage_encrypted(true)
+                .kms_key_id(key)
+                .send()
+                .await
+                .context("create db instance")?;
+        } else if g < plan.rds + plan.dynamodb {
+            let pk =
+                || AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build();
+            wl.dynamodb()
+                .create_table()
+                .table_name(format!("bench-table-{g:05}"))
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(pk()?)
+                .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build()?)
+                .sse_specification(
+                    SseSpecification::builder().enabled(true).sse_type("KMS".into()).kms_master_key_id(key).build(),
+                )
+                .send()
+                .await
+                .context("create table")?;
+        } else {
+            let name = format!("bench-bucket-{g:05}");
+            wl.s3()
+                .create_bucket()
+                .bucket(&name)
+                .create_bucket_configuration(
+                    CreateBucketConfiguration::builder().location_constraint(REGION.into()).build(),
+                )
+                .send()
+                .await
+                .context("create bucket")?;
+            let default = ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::AwsKms)
+                .kms_master_key_id(key)
+                .build()?;
+            let rule = ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(default).build();
+            wl.s3()
+                .put_bucket_encryption()
+                .bucket(&name)
+                .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build()?)
+                .send()
+                .await
+                .context("put bucket encryption")?;
+        }
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_multiple_of(1000) || n == todo {
+            eprintln!("bench:   seeded {n}/{todo} resources ({:.0} s)", started.elapsed().as_secs_f64());
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    let others: Vec<usize> = (0..total).filter(|g| !tables.contains(g) && wanted(g)).collect();
+    futures_util::stream::iter(others).map(create).buffer_unordered(SEED_CONCURRENCY).try_collect::<Vec<_>>().await?;
+    let in_flight = if replicated { 1 } else { SEED_CONCURRENCY };
+    let tables: Vec<usize> = tables.clone().filter(|g| wanted(g)).collect();
+    futures_util::stream::iter(tables).map(create).buffer_unordered(in_flight).try_collect::<Vec<_>>().await?;
     Ok(())
 }
 
 // ───────────────────────────── latency proxy ─────────────────────────────
 
-/// A TCP forwarder to 127.0.0.1:`upstream` that holds each request `delay` before passing
-/// it on (once per request/response exchange on a keep-alive connection): a stand-in for
-/// the round trip to a real AWS endpoint, which moto on loopback does not have.
-fn latency_proxy(upstream: u16, delay: Duration) -> Result<u16> {
+/// A TCP forwarder to 127.0.0.1:`upstreams` (each new connection to the next one, round
+/// robin) that holds each request `delay` before passing it on (once per request/response
+/// exchange on a keep-alive connection): a stand-in for the round trip to a real AWS
+/// endpoint, which moto on loopback does not have.
+fn latency_proxy(upstreams: Vec<u16>, delay: Duration) -> Result<u16> {
     use std::io::{Read, Write};
     use std::net::Shutdown;
     use std::sync::atomic::AtomicBool;
@@ -575,7 +787,8 @@ fn latency_proxy(upstream: u16, delay: Duration) -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
+        for (n, client) in listener.incoming().flatten().enumerate() {
+            let upstream = upstreams[n % upstreams.len()];
             std::thread::spawn(move || {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
                 let _ = (client.set_nodelay(true), server.set_nodelay(true));
@@ -588,7 +801,7 @@ fn latency_proxy(upstream: u16, delay: Duration) -> Result<u16> {
                         if n == 0 {
                             break;
                         }
-                        if flag.swap(false, Ordering::SeqCst) {
+                        if flag.swap(false, Ordering::SeqCst) && !delay.is_zero() {
                             std::thread::sleep(delay);
                         }
                         if to_server.write_all(&buf[..n]).is_err() {
@@ -618,12 +831,14 @@ fn latency_proxy(upstream: u16, delay: Duration) -> Result<u16> {
 
 // ───────────────────────────── baseline ─────────────────────────────
 
-fn baseline(endpoint: &str) -> Result<Value> {
+/// The boto3 baseline, reaching each service through the same endpoint variables (and
+/// so the same moto processes and proxies) as the Rust sweeps.
+fn baseline(endpoints: &Endpoints) -> Result<Value> {
     let python = Path::new(ROOT).join(".tools/venv/bin/python");
     let out = Command::new(python)
         .arg(Path::new(ROOT).join("scripts/bench_baseline.py"))
-        .args(["--endpoint", endpoint, "--account", WORKLOAD, "--reader-role", READER_ROLE])
-        .envs(aws_env(endpoint))
+        .args(["--account", WORKLOAD, "--reader-role", READER_ROLE])
+        .envs(aws_env(endpoints))
         .stderr(Stdio::inherit())
         .output()
         .context("run scripts/bench_baseline.py")?;
@@ -802,6 +1017,7 @@ fn report(
     plan: &Plan,
     profile: &str,
     seed_s: f64,
+    moto_processes: &[Value],
     sweeps: &[Value],
     baseline: Option<&Value>,
     cold: &Value,
@@ -823,6 +1039,12 @@ fn report(
     let wall: f64 = sweeps.iter().map(|s| s["wall_s"].as_f64().unwrap()).sum();
     let cpu: f64 = sweeps.iter().map(|s| s["cpu_s"].as_f64().unwrap()).sum();
     let moto_cpu: f64 = sweeps.iter().map(|s| s["moto_cpu_s"].as_f64().unwrap()).sum();
+    let mut moto_cpu_by_process: BTreeMap<String, f64> = BTreeMap::new();
+    for s in sweeps {
+        for (p, t) in s["moto_cpu_s_by_process"].as_object().unwrap() {
+            *moto_cpu_by_process.entry(p.clone()).or_default() += t.as_f64().unwrap();
+        }
+    }
     let evaluations: u64 = sweeps.iter().map(|s| s["evaluations"].as_u64().unwrap()).sum();
     let peak_kib = sweeps.iter().map(|s| s["vmhwm_kib"].as_u64().unwrap()).max().unwrap_or(0);
     let mut compliance: BTreeMap<String, u64> = BTreeMap::new();
@@ -851,6 +1073,8 @@ fn report(
             "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "arch": std::env::consts::ARCH,
             "profile": profile,
+            "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+            "moto_processes": moto_processes,
         },
         "estate": {
             "resources": args.resources, "keys": args.keys,
@@ -871,6 +1095,7 @@ fn report(
             "wall_s": wall,
             "cpu_s": cpu,
             "moto_cpu_s": moto_cpu,
+            "moto_cpu_s_by_process": moto_cpu_by_process,
             "evaluations": evaluations,
             "evaluations_per_s": evaluations as f64 / wall,
             "compliance": compliance,
@@ -915,10 +1140,29 @@ fn print_table(r: &Value) {
         u(&e["keys"])
     );
     println!(
-        "machine: nproc {}, {}, {} build; moto 5.2.5 server; seeded in {:.1} s ({} in flight); added latency {} ms",
+        "machine: nproc {}, {}, {} build; load average at the end {}",
         u(&m["nproc"]),
         m["arch"].as_str().unwrap(),
         m["profile"].as_str().unwrap(),
+        m["loadavg_at_end"].as_str().unwrap_or("?"),
+    );
+    let procs = m["moto_processes"].as_array().unwrap();
+    let nprocs: u64 = procs.iter().map(|p| u(&p["processes"])).sum();
+    println!(
+        "moto 5.2.5 server, {} process{}: {}; seeded in {:.1} s ({} in flight); added latency {} ms",
+        nprocs,
+        if nprocs == 1 { "" } else { "es" },
+        procs
+            .iter()
+            .map(|p| {
+                let name = p["name"].as_str().unwrap_or("?").replace('+', ", ");
+                match u(&p["processes"]) {
+                    1 => format!("{{{name}}}"),
+                    n => format!("{n}×{{{name}}}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
         e["seed_s"].as_f64().unwrap(),
         u(&e["seed_concurrency"]),
         u(&e["added_latency_ms"])
@@ -975,6 +1219,17 @@ fn print_table(r: &Value) {
         s["moto_cpu_s"].as_f64().unwrap(),
         s["peak_rss_kib"].as_f64().unwrap() / 1024.0
     );
+    let by_process = |v: &Value| {
+        v.as_object()
+            .map(|o| {
+                o.iter().map(|(p, t)| format!("{p} {:.2} s", t.as_f64().unwrap_or(0.0))).collect::<Vec<_>>().join(", ")
+            })
+            .unwrap_or_default()
+    };
+    println!("moto cpu by process during the sweeps: {}", by_process(&s["moto_cpu_s_by_process"]));
+    for p in s["per_rule"].as_array().unwrap() {
+        println!("  {:<20} {}", p["rule"].as_str().unwrap(), by_process(&p["moto_cpu_s_by_process"]));
+    }
     println!("where the time goes (each stage's end, from the sweep's start; stages overlap):");
     for p in s["per_rule"].as_array().unwrap() {
         let stages: Vec<String> = p["stages_s"]
@@ -1002,6 +1257,7 @@ fn print_table(r: &Value) {
             b["moto_cpu_s"].as_f64().unwrap()
         );
         println!("  calls {}", serde_json::to_string(&b["calls"]).unwrap());
+        println!("  moto cpu by process: {}", by_process(&b["moto_cpu_s_by_process"]));
         println!(
             "  Rust sweep faster by {:.1}x; baseline makes {:.2}x the calls; verdict tallies agree: {}",
             c["rust_faster_x"].as_f64().unwrap(),

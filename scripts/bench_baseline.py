@@ -13,7 +13,10 @@ No cache, no concurrency: that is the point of the comparison. Calls are counted
 operation with botocore's before-call event (one per API call; retries not included).
 
 Run with the moto venv's Python (boto3 comes with moto):
-  .tools/venv/bin/python scripts/bench_baseline.py --endpoint http://127.0.0.1:PORT
+  AWS_ENDPOINT_URL_KMS=http://127.0.0.1:PORT ... .tools/venv/bin/python scripts/bench_baseline.py
+or, for every service at one endpoint, --endpoint http://127.0.0.1:PORT. Without --endpoint
+boto3 takes each service's endpoint from AWS_ENDPOINT_URL_<SERVICE> (then AWS_ENDPOINT_URL),
+as scripts/bench sets them: the same endpoints the Rust sweeps use.
 Prints one JSON object on stdout.
 """
 import argparse
@@ -31,7 +34,7 @@ TAG = "LastRotationDate"
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--endpoint", required=True)
+    ap.add_argument("--endpoint", help="one endpoint for every service (default: the environment)")
     ap.add_argument("--region", default="eu-west-1")
     ap.add_argument("--account", default="123456789012")
     ap.add_argument("--reader-role", default="kms-rotation-guard-key-reader")

@@ -326,9 +326,11 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     log(f"seeding {args.resources} resources over {args.keys} keys (bench --seed-only)")
     seed_start = time.perf_counter()
-    seeder = subprocess.Popen([args.bench, "--seed-only", "--resources", str(args.resources), "--keys", str(args.keys)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    moto = seeder.stdout.readline().strip()
+    # One moto process: the counting proxy sits in front of one endpoint, so every tool's
+    # calls are counted in one place. The seeder prints VAR=URL lines, all one URL here.
+    seeder = subprocess.Popen([args.bench, "--seed-only", "--single-moto", "--resources", str(args.resources),
+                               "--keys", str(args.keys)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    moto = seeder.stdout.readline().strip().split("=", 1)[-1]
     if not moto.startswith("http"):
         sys.exit(f"bench-peers: the seeder printed no endpoint ({seeder.wait()})")
     seed_s = time.perf_counter() - seed_start
