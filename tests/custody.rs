@@ -311,20 +311,11 @@ async fn multi_region_keys_get_the_same_material_in_every_replica_before_the_pri
     let ls = LocalStack::start();
     let log = CallLog::default();
     let aws = Aws::new(sdk_config(&ls.endpoint, static_creds()).await).with_interceptor(log.clone());
-    let k = aws.kms().create_key().origin(OriginType::External).multi_region(true).send().await.unwrap();
-    let primary = k.key_metadata().unwrap().arn().unwrap().to_string();
-    Rotator::new(&aws, softhsm()).rotate(&request(&primary)).await.unwrap();
-    let replica = aws.kms().replicate_key().key_id(&primary).replica_region("us-east-1").send().await.unwrap();
-    let replica_arn = replica.replica_key_metadata().unwrap().arn().unwrap().to_string();
+    let primary = imported_multi_region_key(&aws).await;
+    let replica_arn = replicate_to_us_east_1(&aws, &primary).await;
 
     // A replica is not rotated on its own, and alias-swap cannot move a multi-Region key.
-    let us = Aws::new(
-        sdk_config(&ls.endpoint, static_creds())
-            .await
-            .to_builder()
-            .region(aws_config::Region::new("us-east-1"))
-            .build(),
-    );
+    let us = in_us_east_1(&ls).await;
     let err = Rotator::new(&us, softhsm()).rotate(&request(&replica_arn)).await.unwrap_err();
     assert!(err.to_string().contains("multi-Region replica"), "{err}");
     let swap = RotationRequest { strategy: kms_rotation_guard::rotation::Strategy::AliasSwap, ..request(&primary) };
@@ -360,13 +351,7 @@ async fn multi_region_keys_get_the_same_material_in_every_replica_before_the_pri
     );
     assert_eq!(describe(&aws, &primary).await.current_key_material_id(), Some(material.as_str()));
     // The replica's bookkeeping tag is gone once the rotation is recorded.
-    let us = Aws::new(
-        sdk_config(&ls.endpoint, static_creds())
-            .await
-            .to_builder()
-            .region(aws_config::Region::new("us-east-1"))
-            .build(),
-    );
+    let us = in_us_east_1(&ls).await;
     let replica_tags = us.kms().list_resource_tags().key_id(&replica_arn).send().await.unwrap();
     assert!(replica_tags.tags().iter().all(|t| t.tag_key() != kms_rotation_guard::rotation::PENDING_TAG));
     // The replica got exactly this material, from the one kept object.
@@ -379,21 +364,12 @@ async fn multi_region_keys_get_the_same_material_in_every_replica_before_the_pri
 async fn a_replica_that_refuses_the_material_blocks_the_rotation_and_nothing_is_half_rotated() {
     let ls = LocalStack::start();
     let (aws, counter) = kms_at(&ls).await;
-    let k = aws.kms().create_key().origin(OriginType::External).multi_region(true).send().await.unwrap();
-    let primary = k.key_metadata().unwrap().arn().unwrap().to_string();
-    Rotator::new(&aws, softhsm()).rotate(&request(&primary)).await.unwrap();
+    let primary = imported_multi_region_key(&aws).await;
     let before = describe(&aws, &primary).await.current_key_material_id().unwrap().to_string();
-    let replica = aws.kms().replicate_key().key_id(&primary).replica_region("us-east-1").send().await.unwrap();
-    let replica_arn = replica.replica_key_metadata().unwrap().arn().unwrap().to_string();
+    let replica_arn = replicate_to_us_east_1(&aws, &primary).await;
     // Make the replica refuse: LocalStack then answers KMSInvalidStateException ("another key
     // material is pending rotation"), as a replica in a wrong state would on AWS.
-    let us = Aws::new(
-        sdk_config(&ls.endpoint, static_creds())
-            .await
-            .to_builder()
-            .region(aws_config::Region::new("us-east-1"))
-            .build(),
-    );
+    let us = in_us_east_1(&ls).await;
     let params = us
         .kms()
         .get_parameters_for_import()
@@ -480,10 +456,8 @@ async fn a_first_import_stopped_before_naming_completes_and_names_the_object() {
 async fn a_multi_region_rotation_stopped_after_the_replicas_completes_on_the_next_run() {
     let ls = LocalStack::start();
     let (aws, counter) = kms_at(&ls).await;
-    let k = aws.kms().create_key().origin(OriginType::External).multi_region(true).send().await.unwrap();
-    let primary = k.key_metadata().unwrap().arn().unwrap().to_string();
-    Rotator::new(&aws, softhsm()).rotate(&request(&primary)).await.unwrap();
-    aws.kms().replicate_key().key_id(&primary).replica_region("us-east-1").send().await.unwrap();
+    let primary = imported_multi_region_key(&aws).await;
+    replicate_to_us_east_1(&aws, &primary).await;
     counter.reset();
     let stopped = RotationRequest {
         stop_after: Some(kms_rotation_guard::rotation::Step::ImportIntoReplicas),
@@ -497,4 +471,29 @@ async fn a_multi_region_rotation_stopped_after_the_replicas_completes_on_the_nex
     let material = record.unwrap().key_material_id.unwrap();
     assert_eq!(counter.get("kms.RotateKeyOnDemand"), 1);
     assert_eq!(describe(&aws, &primary).await.current_key_material_id(), Some(material.as_str()));
+}
+
+/// A multi-Region EXTERNAL primary key with its first material imported from SoftHSM.
+async fn imported_multi_region_key(aws: &Aws) -> String {
+    let k = aws.kms().create_key().origin(OriginType::External).multi_region(true).send().await.unwrap();
+    let primary = k.key_metadata().unwrap().arn().unwrap().to_string();
+    Rotator::new(aws, softhsm()).rotate(&request(&primary)).await.unwrap();
+    primary
+}
+
+/// Replicates `primary` to us-east-1; returns the replica's ARN.
+async fn replicate_to_us_east_1(aws: &Aws, primary: &str) -> String {
+    let replica = aws.kms().replicate_key().key_id(primary).replica_region("us-east-1").send().await.unwrap();
+    replica.replica_key_metadata().unwrap().arn().unwrap().to_string()
+}
+
+/// The same LocalStack, as seen from us-east-1 (where the replicas live).
+async fn in_us_east_1(ls: &LocalStack) -> Aws {
+    Aws::new(
+        sdk_config(&ls.endpoint, static_creds())
+            .await
+            .to_builder()
+            .region(aws_config::Region::new("us-east-1"))
+            .build(),
+    )
 }
