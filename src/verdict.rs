@@ -311,19 +311,10 @@ fn expiry_annotation(name: &str, material: Option<&str>, valid_to: DateTime<Utc>
             "key material {id} of KMS key {name} expires on {date} (in {left} days), and the whole key with it; run {}",
             command(&id)
         ),
-        format!(
-            "KMS key {name} stops working on {date} (in {left} days), when key material expires; run {}",
-            command(&id)
-        ),
-        format!(
-            "KMS key {name} stops working on {date} (in {left} days), when key material expires; run {}",
-            command(&prefix)
-        ),
-        // A long alias: named once, in the command.
-        format!(
-            "the KMS key stops working on {date} (in {left} days), when key material expires; run {}",
-            command(&prefix)
-        ),
+        // The key is named once, in the command.
+        format!("key material expires {date} (in {left} days), then the KMS key is unusable; run {}", command(&id)),
+        format!("key material expires {date} (in {left} days), then the KMS key is unusable; run {}", command(&prefix)),
+        format!("key material expires {date} (in {left} days); run {}", command(&prefix)),
     ];
     let last = candidates[3].clone();
     candidates.into_iter().find(|c| c.chars().count() <= MAX_ANNOTATION).unwrap_or(last)

@@ -10,6 +10,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod expiry;
 mod material;
 mod multi_region;
 mod probe_and_resume;
