@@ -4,8 +4,10 @@ use super::*;
 
 impl Rotator<'_> {
     pub async fn plan(&self, req: &RotationRequest) -> Result<RotationPlan, RotationError> {
-        KeyRef::parse(&req.key).map_err(|e| RotationError::Refused(e.to_string()))?;
+        let reference = KeyRef::parse(&req.key).map_err(|e| RotationError::Refused(e.to_string()))?;
+        refuse_china(&req.key, &reference, &self.aws.region())?;
         let k = self.read(&req.key).await?;
+        refuse_china(&k.arn, &KeyRef::parse(&k.arn).unwrap_or(reference), &self.aws.region())?;
         if k.origin != Some(OriginType::External) {
             return Err(RotationError::Refused(format!(
                 "key {} has origin {}: only imported (EXTERNAL) key material is rotated by this tool; \
@@ -130,12 +132,16 @@ impl Rotator<'_> {
                 Progress::Imported { material_id: m.clone() }
             });
         }
-        // Interrupted between ImportKeyMaterial and the pending tag: KMS lists the material.
-        let pending = k
-            .rotations
-            .iter()
-            .flatten()
-            .find(|r| r.key_material_state().map(|s| s.as_str()) == Some("PENDING_ROTATION"));
+        // Interrupted between ImportKeyMaterial and the pending tag: KMS lists the material,
+        // as PENDING_ROTATION, or on a multi-Region primary as
+        // PENDING_MULTI_REGION_IMPORT_AND_ROTATION until every replica has it
+        // (RotationsListEntry). Either way it is this rotation's material: import nothing new.
+        let pending = k.rotations.iter().flatten().find(|r| {
+            matches!(
+                r.key_material_state().map(|s| s.as_str()),
+                Some("PENDING_ROTATION" | "PENDING_MULTI_REGION_IMPORT_AND_ROTATION")
+            )
+        });
         if let Some(id) = pending.and_then(|p| p.key_material_id()) {
             return Ok(Progress::Imported { material_id: id.to_string() });
         }
@@ -161,6 +167,29 @@ impl Rotator<'_> {
             ))),
         }
     }
+}
+
+/// Refuses keys in the China Regions before anything is generated or asked of KMS. There,
+/// symmetric key material is 16 bytes (SM4) and RSA_AES_KEY_WRAP_* is not offered (KMS
+/// Developer Guide on amazonaws.cn, "Step 3: Encrypt the key material"); this tool makes
+/// 32-byte AES-256 material, so an import would fail half-way, after the HSM generated it.
+pub(super) fn refuse_china(key: &str, reference: &KeyRef, region: &str) -> Result<(), RotationError> {
+    let partition = match reference {
+        KeyRef::KeyArn(a) | KeyRef::AliasArn(a) => Some(a.partition.as_str()),
+        _ => None,
+    };
+    let arn_region = match reference {
+        KeyRef::KeyArn(a) | KeyRef::AliasArn(a) => Some(a.region.as_str()),
+        _ => None,
+    };
+    if partition == Some("aws-cn") || arn_region.unwrap_or(region).starts_with("cn-") {
+        return Err(RotationError::Refused(format!(
+            "key {key} is in a China Region (partition aws-cn): KMS there takes 16-byte SM4 key material and \
+             offers no RSA_AES_KEY_WRAP, and this tool generates 32-byte AES-256 material; nothing was generated \
+             or imported. Import SM4 material with a tool built for the China Regions"
+        )));
+    }
+    Ok(())
 }
 
 /// The PKCS#11 mechanisms a wrapping algorithm uses inside the HSM.

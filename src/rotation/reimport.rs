@@ -59,7 +59,8 @@ impl Rotator<'_> {
     /// GetParametersForImport, wrap the kept material inside the HSM, ImportKeyMaterial with
     /// EXISTING_KEY_MATERIAL and its KeyMaterialId; for one material or every one that needs it.
     pub async fn reimport(&self, req: &ReimportRequest) -> Result<ReimportReport, RotationError> {
-        KeyRef::parse(&req.key).map_err(|e| RotationError::Refused(e.to_string()))?;
+        let reference = KeyRef::parse(&req.key).map_err(|e| RotationError::Refused(e.to_string()))?;
+        super::plan::refuse_china(&req.key, &reference, &self.aws.region())?;
         if !self.source.keeps_material() {
             return Err(hsm::HsmError::CannotKeep {
                 source_name: self.source.name().to_owned(),

@@ -8,6 +8,7 @@
 //! One test binary: `material` (re-import, `materials`, the CLI cycle, custody in `scan`),
 //! `multi_region` and `probe_and_resume`; this file holds the shared helpers.
 
+mod china;
 #[path = "../common/mod.rs"]
 mod common;
 mod expiry;
