@@ -17,7 +17,7 @@ impl Rotator<'_> {
                 return Err(RotationError::Verification(format!("{alias} does not point at {}", plan.key_id)));
             }
             let material = self.verify(req, alias, None, None).await?;
-            self.record(req, &plan.key_arn, material.as_deref()).await?;
+            self.record(req, &plan.key_arn, material.as_deref(), &[]).await?;
             return Ok((plan.key_arn.clone(), material));
         }
         let old = plan.key_id.as_str();
@@ -60,7 +60,7 @@ impl Rotator<'_> {
         // Ciphertext of the old key names the old key, which stays Enabled: it still decrypts.
         self.decrypts(old, &before.0, &before.1).await?;
         let material = self.verify(req, alias, None, None).await?.or(material);
-        self.record(req, &s.arn, material.as_deref()).await?;
+        self.record(req, &s.arn, material.as_deref(), &[]).await?;
         Ok((s.arn, material))
     }
 

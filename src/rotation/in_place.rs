@@ -52,8 +52,7 @@ impl Rotator<'_> {
             }
         };
         let material = self.verify(req, key, material.as_deref(), before.as_ref()).await?;
-        self.record(req, key, material.as_deref()).await?;
-        self.untag_replicas(plan).await?;
+        self.record(req, key, material.as_deref(), &plan.replicas).await?;
         Ok((plan.key_arn.clone(), material))
     }
 

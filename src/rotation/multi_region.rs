@@ -80,21 +80,6 @@ impl Rotator<'_> {
         Ok(out.tags().iter().find(|t| t.tag_key() == PENDING_TAG).map(|t| t.tag_value().to_string()))
     }
 
-    /// Drops the replicas' pending tags once the rotation is recorded (bookkeeping only).
-    pub(super) async fn untag_replicas(&self, plan: &RotationPlan) -> Result<(), RotationError> {
-        for r in &plan.replicas {
-            self.aws
-                .kms_in_region(&r.region)
-                .untag_resource()
-                .key_id(&r.arn)
-                .tag_keys(PENDING_TAG)
-                .send()
-                .await
-                .map_err(aws_err("kms:UntagResource"))?;
-        }
-        Ok(())
-    }
-
     /// Whether the replica lists `material` as imported; `true` when it cannot list (the
     /// import itself succeeded).
     async fn replica_holds(

@@ -128,6 +128,79 @@ async fn a_multi_region_rotation_stopped_after_the_replicas_completes_on_the_nex
     assert_eq!(describe(&aws, &primary).await.current_key_material_id(), Some(material.as_str()));
 }
 
+/// KMS does not synchronise tags to replicas (ReplicateKey: "Tags are not a shared property of
+/// multi-Region keys"), and the rule in a replica's Region reads the replica's tags. After a
+/// rotation every replica carries the same record, so an evaluation in us-east-1 judges the
+/// replica COMPLIANT. (The replica starts with a 400-day-old record, as after a year of
+/// rotations that only ever tagged the primary.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_gets_the_rotation_record_and_is_compliant_in_its_own_region() {
+    let ls = LocalStack::start();
+    let (aws, _) = kms_at(&ls).await;
+    let primary = imported_multi_region_key(&aws).await;
+    let replica_arn = replicate_to_us_east_1(&aws, &primary).await;
+    let us = in_us_east_1(&ls).await;
+    let stale = ymd(days_from_now(-400));
+    let tag = |k: &str, v: &str| aws_sdk_kms::types::Tag::builder().tag_key(k).tag_value(v).build().unwrap();
+    us.kms().tag_resource().key_id(&replica_arn).tags(tag("LastRotationDate", &stale)).send().await.unwrap();
+
+    let before = evaluate_in_us_east_1(&in_us_east_1(&ls).await, &replica_arn).await;
+    assert_eq!(before.compliance, kms_rotation_guard::verdict::Compliance::NonCompliant, "{}", before.annotation);
+
+    let (_, record) = Rotator::new(&aws, softhsm()).rotate(&request(&primary)).await.unwrap();
+    let material = record.unwrap().key_material_id.unwrap();
+    let tags_of = |aws: Aws, arn: String| async move {
+        let out = aws.kms().list_resource_tags().key_id(&arn).send().await.unwrap();
+        out.tags()
+            .iter()
+            .map(|t| (t.tag_key().to_string(), t.tag_value().to_string()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let primary_tags = tags_of(kms_at(&ls).await.0, primary.clone()).await;
+    let replica_tags = tags_of(in_us_east_1(&ls).await, replica_arn.clone()).await;
+    for t in
+        ["LastRotationDate", kms_rotation_guard::rotation::MATERIAL_TAG, kms_rotation_guard::rotation::HSM_OBJECT_TAG]
+    {
+        assert!(primary_tags.contains_key(t), "primary lacks {t}: {primary_tags:?}");
+        assert_eq!(replica_tags.get(t), primary_tags.get(t), "{t}: {replica_tags:?}");
+    }
+    assert_eq!(replica_tags.get(kms_rotation_guard::rotation::MATERIAL_TAG), Some(&material));
+    assert!(!replica_tags.contains_key(kms_rotation_guard::rotation::PENDING_TAG), "{replica_tags:?}");
+    // LocalStack gap: RotateKeyOnDemand on the primary does not move the replica to the new
+    // material (AWS does: related multi-Region keys share their material). The proxy gives the
+    // replica's DescribeKey AWS's answer, so the verdict's material-id check sees what AWS shows.
+    let replica_id = replica_arn.rsplit('/').next().unwrap();
+    let proxy = common::fault_proxy::AnsweringProxy::start(
+        &ls.endpoint,
+        &serde_json::json!([{
+            "match": ["TrentService.DescribeKey", "us-east-1", replica_id],
+            "patch": {"KeyMetadata": {"CurrentKeyMaterialId": material}},
+        }]),
+    );
+    let through_proxy = Aws::new(
+        sdk_config(&proxy.endpoint, static_creds())
+            .await
+            .to_builder()
+            .region(aws_config::Region::new("us-east-1"))
+            .build(),
+    );
+    let after = evaluate_in_us_east_1(&through_proxy, &replica_arn).await;
+    assert!(proxy.answered(0) >= 1);
+    println!("us-east-1 after the rotation: {} {}", after.compliance.as_str(), after.annotation);
+    assert_eq!(after.compliance, kms_rotation_guard::verdict::Compliance::Compliant, "{}", after.annotation);
+}
+
+/// The rule's verdict on `replica_arn`, judged in us-east-1 (LocalStack's default account).
+async fn evaluate_in_us_east_1(us: &Aws, replica_arn: &str) -> kms_rotation_guard::verdict::Verdict {
+    const ACCOUNT: &str = "000000000000";
+    let params = kms_rotation_guard::params::RuleParams::default();
+    let reader = kms_rotation_guard::key::lookup::KeyReader::new(us, &params, ACCOUNT);
+    let key = kms_rotation_guard::key::KeyRef::parse(replica_arn).unwrap();
+    let lookup = reader.look_up(&key, &kms_rotation_guard::key::Home::new("us-east-1", ACCOUNT)).await.unwrap();
+    let protection = kms_rotation_guard::resource::Protection::Kms(key);
+    kms_rotation_guard::verdict::decide(&protection, Some(&lookup), &params, chrono::Utc::now())
+}
+
 /// A multi-Region EXTERNAL primary key with its first material imported from SoftHSM.
 async fn imported_multi_region_key(aws: &Aws) -> String {
     let k = aws.kms().create_key().origin(OriginType::External).multi_region(true).send().await.unwrap();
