@@ -80,7 +80,7 @@ async fn a_first_import_days_after_create_key_passes_the_rule() {
     let direct = Aws::new(sdk_config(&ls.endpoint, static_creds()).await);
     let created = direct.kms().create_key().origin(OriginType::External).send().await.unwrap();
     let id = created.key_metadata().unwrap().key_id().to_string();
-    // LocalStack refuses RSA_AES_KEY_WRAP_SHA_1, which AWS accepts (README, emulator gaps).
+    // LocalStack refuses RSA_AES_KEY_WRAP_SHA_1, which AWS accepts (docs/emulators.md).
     let request = RotationRequest {
         wrapping_algorithm: Some(WrappingAlgorithm::RsaesOaepSha1),
         wrapping_key_spec: WrappingKeySpec::Rsa2048,
