@@ -7,7 +7,7 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
 
 use crate::aws::Aws;
-use crate::error::{ErrorClass, Failed};
+use crate::error::Failed;
 use crate::remediation::{Admission, Outcome, RemediationError};
 use crate::rotation::hsm::{HsmPin, KeyMaterialSource, Pkcs11Source, WrappingAlgorithm, WrappingKeySpec};
 use crate::rotation::{ReimportRequest, RotationError, RotationRequest, Rotator, Strategy};
@@ -378,7 +378,7 @@ pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
     let settings = Arc::new(RemediationSettings::from_env());
     serve(move |ev: LambdaEvent<Value>| {
         let (aws, settings) = (aws.clone(), settings.clone());
-        async move { remediate(&aws, &settings, ev.payload).await.map_err(|e| Failed::new(ErrorClass::from(&e), &e)) }
+        async move { remediate(&aws, &settings, ev.payload).await.map_err(|e| Failed::of(&e)) }
     })
     .await
 }

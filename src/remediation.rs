@@ -21,6 +21,7 @@ use aws_sdk_kms::types::{IncludeKeyMaterial, Tag};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::aws::{classify, Aws, FailureKind};
+use crate::error::{Classified, ErrorClass};
 use crate::key::lookup::KeyReader;
 use crate::key::{Denial, Fact, Home, KeyFacts, KeyLookup, KeyManager, KeyRef, Rotation};
 use crate::params::RuleParams;
@@ -62,7 +63,20 @@ pub enum RemediationError {
 impl RemediationError {
     /// The stable Lambda errorType of this failure (one naming for every error: `ErrorClass`).
     pub fn error_type(&self) -> &'static str {
-        crate::error::ErrorClass::from(self).as_str()
+        Classified::class(self).as_str()
+    }
+}
+
+impl Classified for RemediationError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            RemediationError::MalformedPayload(_) => ErrorClass::InvalidRequest,
+            RemediationError::InvalidSettings(_) => ErrorClass::Configuration,
+            RemediationError::Refused(_) => ErrorClass::RemediationRefused,
+            RemediationError::AccessDenied { .. } => ErrorClass::AccessDenied,
+            RemediationError::Aws { transient, message, .. } => ErrorClass::of_aws(*transient, message),
+            RemediationError::Rotation(r) => r.class(),
+        }
     }
 }
 
