@@ -292,6 +292,18 @@ fn expiry_verdict(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) 
     }
 }
 
+/// The command that gives expiring material a later date: a re-import of that same material
+/// from the HSM that keeps it (`material` `None`: every expiring material of the key).
+/// ImportKeyMaterial's ValidTo may be at most 365 days after the request: a day less leaves
+/// room for the time between this advice and the operator's run.
+pub fn reimport_command(key: &str, material: Option<&str>, now: DateTime<Utc>) -> String {
+    let new_date = now.checked_add_signed(Duration::days(364)).map(day).unwrap_or_default();
+    match material {
+        Some(m) => format!("kms-rotation-guard reimport --key {key} --key-material-id {m} --valid-to {new_date}"),
+        None => format!("kms-rotation-guard reimport --key {key} --valid-to {new_date}"),
+    }
+}
+
 /// The longest expiry annotation that fits Config's 256 characters: the material id in full
 /// when it fits, else a 16-digit prefix (`reimport` accepts a unique prefix).
 fn expiry_annotation(name: &str, material: Option<&str>, valid_to: DateTime<Utc>, left: i64, new_date: &str) -> String {
