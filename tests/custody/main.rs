@@ -12,6 +12,7 @@ mod china;
 #[path = "../common/mod.rs"]
 mod common;
 mod expiry;
+mod force;
 mod material;
 mod multi_region;
 mod probe_and_resume;
