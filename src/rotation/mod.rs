@@ -16,6 +16,7 @@
 pub mod hsm;
 
 mod alias_swap;
+mod custody;
 mod import;
 mod in_place;
 mod materials;
@@ -27,7 +28,7 @@ mod verify;
 
 pub use materials::{MaterialStatus, MaterialsReport};
 pub use multi_region::Replica;
-pub use reimport::{ReimportReport, ReimportRequest, Reimported};
+pub use reimport::{Expiration, ReimportReport, ReimportRequest, Reimported};
 
 use plan::mechanism;
 
@@ -98,13 +99,11 @@ impl fmt::Display for Strategy {
 pub enum Step {
     Plan,
     CreateSuccessor,
-    /// The material exists as a persistent HSM object (`CKA_ID=pending`).
+    /// The material exists as a persistent HSM object, named at creation (`CKA_ID=krg-…`).
     KeepMaterial,
     GetParametersForImport,
     GenerateAndWrap,
     ImportKeyMaterial,
-    /// The HSM object's `CKA_ID` is the KMS key material id.
-    LabelMaterial,
     /// Multi-Region: the same material is imported into every replica.
     ImportIntoReplicas,
     Rotate,
@@ -159,6 +158,8 @@ pub enum Progress {
     FirstImport,
     /// Nothing in flight: a full rotation.
     Fresh,
+    /// A stopped run kept new material as this HSM object and did not import it: import it.
+    Kept { object_id: String },
     /// New material is imported (PENDING_ROTATION) but not yet current.
     Imported { material_id: String },
     /// The new material is current; verification and tags remain.
@@ -186,6 +187,9 @@ pub struct RotationPlan {
     pub keeps_material: bool,
     /// Multi-Region primary: the replicas that get the same material before the rotation.
     pub replicas: Vec<Replica>,
+    /// The HSM object a stopped run generated for this key (its pending tag names it): the
+    /// rotation imports that one instead of generating another.
+    pub resume_object: Option<String>,
 }
 
 impl fmt::Display for RotationPlan {
@@ -202,7 +206,7 @@ impl fmt::Display for RotationPlan {
             f,
             "custody:    {}",
             if self.keeps_material {
-                "the new material stays in the HSM as a persistent token object (CKA_LABEL = key ARN, CKA_ID = material id)"
+                "the new material stays in the HSM as a persistent token object (CKA_LABEL = key ARN, CKA_ID = its own id, named in KMS's KeyMaterialDescription)"
             } else {
                 "NOT KEPT: this source forgets the material after the import (development only)"
             }
@@ -428,12 +432,12 @@ impl<'a> Rotator<'a> {
         if req.dry_run {
             return Ok((plan, None));
         }
-        let resumed = !matches!(plan.progress, Progress::Fresh | Progress::FirstImport);
-        let (current_key_arn, material) = match plan.strategy {
+        let resumed = !matches!(plan.progress, Progress::Fresh | Progress::FirstImport) || plan.resume_object.is_some();
+        let (current_key_arn, material, kept) = match plan.strategy {
             Strategy::InPlace => self.in_place(req, &plan).await?,
             Strategy::AliasSwap => self.alias_swap(req, &plan).await?,
         };
-        let hsm_object = self.held(&current_key_arn, material.as_deref())?.map(|k| k.to_string());
+        let hsm_object = kept.map(|k| k.to_string());
         let record = RotationRecord {
             key_arn: plan.key_arn.clone(),
             current_key_arn,

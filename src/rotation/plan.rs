@@ -1,6 +1,7 @@
 //! Plan: read the key, refuse what must not be rotated, and find where an earlier run stopped.
 
 use super::*;
+use crate::rotation::custody;
 
 impl Rotator<'_> {
     pub async fn plan(&self, req: &RotationRequest) -> Result<RotationPlan, RotationError> {
@@ -84,7 +85,10 @@ impl Rotator<'_> {
             ON_DEMAND_QUOTA.saturating_sub(used)
         });
         let progress = self.progress(req, &k).await?;
-        if quota_left == Some(0) && matches!(progress, Progress::Fresh) && req.strategy == Strategy::InPlace {
+        if quota_left == Some(0)
+            && matches!(progress, Progress::Fresh | Progress::Kept { .. })
+            && req.strategy == Strategy::InPlace
+        {
             return Err(RotationError::Refused(format!(
                 "key {} has used all {ON_DEMAND_QUOTA} on-demand rotations: use --strategy alias-swap",
                 k.arn
@@ -95,6 +99,7 @@ impl Rotator<'_> {
             Strategy::InPlace => None,
         };
         let algorithm = self.source.choose(req.wrapping_algorithm)?;
+        let resume_object = Self::material_map(&k).pending_object().map(str::to_string);
         Ok(RotationPlan {
             key_arn: k.arn,
             key_id: k.id,
@@ -108,6 +113,7 @@ impl Rotator<'_> {
             state: k.state.as_str().to_string(),
             keeps_material: self.source.keeps_material(),
             replicas: k.replicas.clone(),
+            resume_object,
         })
     }
 
@@ -125,11 +131,12 @@ impl Rotator<'_> {
         if k.state == KeyState::PendingImport {
             return Ok(Progress::FirstImport);
         }
-        if let Some(m) = k.tags.get(PENDING_TAG) {
-            return Ok(if k.current_material.as_deref() == Some(m.as_str()) {
-                Progress::Rotated { material_id: m.clone() }
+        // The pending tag names the material once KMS took it (earlier versions: the id alone).
+        if let Some((Some(m), _)) = k.tags.get(PENDING_TAG).map(|v| custody::parse_pending_tag(v)) {
+            return Ok(if k.current_material.as_deref() == Some(m) {
+                Progress::Rotated { material_id: m.to_string() }
             } else {
-                Progress::Imported { material_id: m.clone() }
+                Progress::Imported { material_id: m.to_string() }
             });
         }
         // Interrupted between ImportKeyMaterial and the pending tag: KMS lists the material,
@@ -144,6 +151,10 @@ impl Rotator<'_> {
         });
         if let Some(id) = pending.and_then(|p| p.key_material_id()) {
             return Ok(Progress::Imported { material_id: id.to_string() });
+        }
+        // Stopped after the material was kept, before ImportKeyMaterial.
+        if let Some(object) = Self::material_map(k).pending_object() {
+            return Ok(Progress::Kept { object_id: object.to_string() });
         }
         Ok(Progress::Fresh)
     }

@@ -24,6 +24,7 @@ impl Rotator<'_> {
         req: &RotationRequest,
         key: &str,
         material: Option<&str>,
+        kept: Option<&hsm::KeptMaterial>,
         replicas: &[Replica],
     ) -> Result<(), RotationError> {
         let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -32,7 +33,7 @@ impl Rotator<'_> {
             tags.push((MATERIAL_TAG, m));
         }
         // Where the material lives, so an operator can find it without our own database.
-        let held = self.held(key, material)?.map(|k| k.tag_value());
+        let held = kept.map(|k| k.tag_value());
         if let Some(h) = &held {
             tags.push((HSM_OBJECT_TAG, h));
         }

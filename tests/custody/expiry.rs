@@ -158,3 +158,87 @@ async fn an_expiring_non_current_material_is_named_with_its_reimport_command_and
         assert_eq!(writes, 0, "{key_model}: {:?}", counter.snapshot());
     }
 }
+
+/// The fix the verdict names, end to end on LocalStack + SoftHSM: `reimport` of a still
+/// imported, expiring material with a later ValidTo. ImportKeyMaterial: "You can also use this
+/// operation to set or update the expiration model and expiration date of the imported key
+/// material", on a key that is PendingImport or Enabled. The tool re-imports the same material
+/// (EXISTING_KEY_MATERIAL, its KeyMaterialId, found by a 16-digit prefix) from the object that
+/// holds it, then checks KMS's listing shows the new date. If KMS kept the old date (the
+/// ValidTo parameter's text says a change needs DeleteImportedKeyMaterial first), it says so
+/// and deletes nothing: deleting is an operator's separate, deliberate step.
+///
+/// LocalStack gaps: it ignores ValidTo and has no ListKeyRotations, so there the request is
+/// asserted and the report says the new date could not be checked; the proxy then answers
+/// ListKeyRotations as AWS would, once with the new date and once with the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reimport_gives_an_expiring_material_a_later_date_and_checks_that_kms_took_it() {
+    use kms_rotation_guard::rotation::Expiration;
+    let ls = LocalStack::start();
+    let log = CallLog::default();
+    let counter = CallCounter::default();
+    let aws = Aws::new(sdk_config(&ls.endpoint, static_creds()).await).with_interceptor(log.clone());
+    let soon = chrono::Utc::now() + chrono::Duration::days(10);
+    let later = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + 300 * 86_400, 0).unwrap();
+    async fn expiring_key(aws: &Aws, alias: &str, valid_to: chrono::DateTime<chrono::Utc>) -> (String, String) {
+        let arn = external_key(aws, alias).await;
+        let expiring = RotationRequest { valid_to: Some(valid_to), ..request(&arn) };
+        let (_, record) = Rotator::new(aws, softhsm()).rotate(&expiring).await.unwrap();
+        (arn, record.unwrap().key_material_id.unwrap())
+    }
+    let extend = |arn: &str, material: &str| ReimportRequest {
+        expiry: Some(Expiration::On(later)),
+        ..reimport(arn, Some(&material[..16]), false)
+    };
+
+    // LocalStack alone: the request is right; the new date cannot be read back there.
+    let (arn, material) = expiring_key(&aws, "extend-here", soon).await;
+    log.0.lock().unwrap().clear();
+    let report = hsm_rotator(&aws).reimport(&extend(&arn, &material)).await.unwrap();
+    println!("{report}");
+    assert!(report.materials[0].imported && report.materials[0].key_material_id == material, "{report:?}");
+    assert_eq!(report.key_state, "Enabled");
+    assert!(report.note.as_deref().is_some_and(|n| n.contains("not checked")), "{report:?}");
+    let calls = log.0.lock().unwrap().clone();
+    let (_, _, body) = calls.iter().find(|(op, _, _)| op == "ImportKeyMaterial").unwrap();
+    assert_eq!(body["ImportType"], "EXISTING_KEY_MATERIAL", "{body}");
+    assert_eq!(body["KeyMaterialId"], material.as_str(), "{body}");
+    assert_eq!(body["ExpirationModel"], "KEY_MATERIAL_EXPIRES", "{body}");
+    assert_eq!(body["ValidTo"].as_f64().map(|t| t as i64), Some(later.timestamp()), "{body}");
+    assert!(body["KeyMaterialDescription"].as_str().unwrap().contains("hsm-object:krg-"), "{body}");
+    assert!(calls.iter().all(|(op, _, _)| op != "DeleteImportedKeyMaterial"));
+
+    // As AWS lists the material afterwards: with the new date, and (the other reading of the
+    // reference) with the old one.
+    for (alias, listed, expect_ok) in [("extend-aws", later, true), ("extend-kept", soon, false)] {
+        let (arn, material) = expiring_key(&aws, alias, soon).await;
+        let key_id = arn.rsplit('/').next().unwrap();
+        let proxy = AnsweringProxy::start(
+            &ls.endpoint,
+            &json!([kms_reply(
+                &["TrentService.ListKeyRotations", key_id],
+                json!({"Rotations": [{
+                    "KeyId": arn, "KeyMaterialId": material, "ImportState": "IMPORTED", "KeyMaterialState": "CURRENT",
+                    "ExpirationModel": "KEY_MATERIAL_EXPIRES", "ValidTo": epoch(listed),
+                }], "Truncated": false}),
+            )]),
+        );
+        let through = Aws::new(sdk_config(&proxy.endpoint, static_creds()).await).with_counter(counter.clone());
+        counter.reset();
+        let result = hsm_rotator(&through).reimport(&extend(&arn, &material)).await;
+        println!("{alias}: {result:?}");
+        assert_eq!(counter.get("kms.DeleteImportedKeyMaterial"), 0);
+        if expect_ok {
+            let report = result.unwrap();
+            assert!(report.note.is_none() && report.materials[0].imported, "{report:?}");
+        } else {
+            let err = result.unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, RotationError::Verification(_)), "{text}");
+            assert!(
+                text.contains("kept") && text.contains("DeleteImportedKeyMaterial") && text.contains(&material),
+                "{text}"
+            );
+        }
+    }
+}

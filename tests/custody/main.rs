@@ -15,6 +15,7 @@ mod expiry;
 mod force;
 mod material;
 mod multi_region;
+mod naming;
 mod probe_and_resume;
 
 use std::process::Command;
@@ -36,7 +37,7 @@ fn request(key: impl Into<String>) -> RotationRequest {
 }
 
 fn reimport(key: &str, id: Option<&str>, dry_run: bool) -> ReimportRequest {
-    ReimportRequest { key: key.into(), key_material_id: id.map(str::to_string), dry_run }
+    ReimportRequest { key: key.into(), key_material_id: id.map(str::to_string), dry_run, expiry: None }
 }
 
 async fn kms_at(ls: &LocalStack) -> (Aws, CallCounter) {
