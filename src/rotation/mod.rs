@@ -10,7 +10,8 @@
 //! - Tags claiming a rotation are written only after verification succeeds.
 //! - Key material, wrapped or not, and the import token never reach a log or an error.
 //! - Custody: with an HSM, every material is a persistent token object before KMS sees it,
-//!   named with the key ARN and the KMS key material id, so it can be imported again
+//!   named at creation with the key ARN and an id of its own that KMS links to its material id
+//!   (KeyMaterialDescription; see `custody`), so it can be imported again
 //!   ([`Rotator::reimport`]); [`Rotator::materials`] shows what KMS lists and what the HSM holds.
 
 pub mod hsm;
