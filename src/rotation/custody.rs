@@ -187,6 +187,21 @@ impl Rotator<'_> {
         Ok(locate(&Self::material_map(k), &kept, &k.arn, material))
     }
 
+    /// The one object an earlier version generated for `key_arn` and never named (CKA_ID
+    /// `pending`), if there is exactly one.
+    pub(super) fn legacy_pending(&self, key_arn: &str) -> Result<Option<KeptMaterial>, RotationError> {
+        let pending: Vec<_> = self
+            .source
+            .kept_materials(key_arn)?
+            .into_iter()
+            .filter(|k| k.is_legacy_pending() && k.key_arn == key_arn)
+            .collect();
+        Ok(match <[KeptMaterial; 1]>::try_from(pending) {
+            Ok([one]) => Some(one),
+            Err(_) => None,
+        })
+    }
+
     /// Where `material` of `key` is kept: one read of the key, one look at the token.
     pub(super) async fn custody_of(&self, key: &str, material: &str) -> Result<Custody, RotationError> {
         if !self.source.keeps_material() {
@@ -235,6 +250,37 @@ mod tests {
         // A description wins over a tag that disagrees.
         let map = MaterialMap::new([(M2, Some(description("krg-two").as_str()))], &tags);
         assert_eq!(map.object_for(M2), Some("krg-two"));
+    }
+
+    fn object(arn: &str, id: &str) -> KeptMaterial {
+        KeptMaterial { token: "t".into(), key_arn: arn.into(), object_id: id.into(), key_material_id: None }
+    }
+
+    #[test]
+    fn material_is_found_by_kms_link_or_by_the_old_naming_else_not_visible_or_not_held() {
+        const ARN: &str = "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234";
+        const REPLICA: &str = "arn:aws:kms:us-east-1:111122223333:key/mrk-1234";
+        let d = description("krg-linked");
+        let gone = description("krg-other-cu");
+        let map = MaterialMap::new([(M1, Some(d.as_str())), (M2, Some(gone.as_str()))], &BTreeMap::new());
+        let kept = [
+            object(ARN, "krg-linked"),
+            object(ARN, "3333333333333333333333333333333333333333333333333333333333333333"),
+        ];
+        match locate(&map, &kept, REPLICA, M1) {
+            Custody::Held(k) => assert!(k.object_id == "krg-linked" && k.key_material_id.as_deref() == Some(M1)),
+            other => panic!("{other:?}"),
+        }
+        // Objects of earlier versions: CKA_ID is the material id (read both).
+        let legacy = "3333333333333333333333333333333333333333333333333333333333333333";
+        assert!(matches!(locate(&map, &kept, ARN, legacy), Custody::Held(k) if k.object_id == legacy));
+        assert_eq!(locate(&map, &kept, ARN, M2), Custody::NotVisible { object_id: "krg-other-cu".into() });
+        assert_eq!(locate(&map, &kept, ARN, &"4".repeat(64)), Custody::NotHeld);
+        // Another key's object is never taken.
+        assert_eq!(
+            locate(&map, &[object("arn:aws:kms:eu-west-1:1:key/x", "krg-linked")], ARN, M1),
+            Custody::NotVisible { object_id: "krg-linked".into() }
+        );
     }
 
     #[test]

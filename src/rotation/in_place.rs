@@ -35,6 +35,15 @@ impl Rotator<'_> {
                 let kept = match self.custody_in(&k, material_id)? {
                     custody::Custody::Held(kept) => Some(kept),
                     custody::Custody::NotHeld if !self.source.keeps_material() => None,
+                    // A run of an earlier version stopped before it renamed its object: that
+                    // version imported "the" pending object of the key, so exactly one such
+                    // object is this material (KMS checks it again on every replica import).
+                    custody::Custody::NotHeld => match self.legacy_pending(&k.arn)? {
+                        Some(kept) => Some(KeptMaterial { key_material_id: Some(material_id.clone()), ..kept }),
+                        None => {
+                            return Err(hsm::HsmError::PendingNotKept { key_arn: key.to_string() }.into());
+                        }
+                    },
                     other => {
                         // KMS holds new material the HSM cannot give again: rotating to it
                         // would make KMS its only holder.
