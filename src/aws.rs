@@ -35,10 +35,15 @@ pub struct Aws {
     rds: OnceLock<aws_sdk_rds::Client>,
     dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
     s3: OnceLock<aws_sdk_s3::Client>,
-    /// KMS clients acting as an assumed role, by role ARN, with the credentials' expiry:
-    /// warm invocations reuse them instead of calling sts:AssumeRole each time.
-    assumed: Mutex<BTreeMap<String, (aws_sdk_kms::Client, SystemTime)>>,
+    organizations: OnceLock<aws_sdk_organizations::Client>,
+    /// Credentials of assumed roles, by role ARN: warm invocations reuse them instead of
+    /// calling sts:AssumeRole each time. Shared by every `Aws` derived from this one
+    /// ([`Aws::for_account`], [`Aws::in_region`]), so the cache is process-wide.
+    assumed: Arc<Mutex<BTreeMap<String, Credentials>>>,
 }
+
+/// Credentials of an assumed role (or any other): the SDK's type.
+pub use aws_sdk_sts::config::Credentials;
 
 /// Assumed-role credentials are renewed this long before they expire: Lambda's longest
 /// timeout (900 s), so credentials taken at the start of an invocation outlive it.
@@ -107,7 +112,8 @@ impl Aws {
             rds: OnceLock::new(),
             dynamodb: OnceLock::new(),
             s3: OnceLock::new(),
-            assumed: Mutex::new(BTreeMap::new()),
+            organizations: OnceLock::new(),
+            assumed: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
 
@@ -178,20 +184,31 @@ impl Aws {
         aws_sdk_kms::Client::from_conf(b.build())
     }
 
-    /// A KMS client acting as `role_arn`, from the process-wide cache while its credentials
-    /// have more than [`CREDENTIAL_RENEWAL_MARGIN`] left, else from a new sts:AssumeRole.
+    /// A KMS client acting as `role_arn` (see [`Aws::assume_role`] for the cache).
     pub async fn kms_as_role(
         &self,
         role_arn: &str,
         session_name: &str,
     ) -> Result<aws_sdk_kms::Client, SdkError<aws_sdk_sts::operation::assume_role::AssumeRoleError, HttpResponse>> {
-        let fresh = |expiry: &SystemTime| {
-            expiry.duration_since(SystemTime::now()).is_ok_and(|left| left > CREDENTIAL_RENEWAL_MARGIN)
+        Ok(self.kms_with(Some(self.assume_role(role_arn, session_name).await?)))
+    }
+
+    /// Credentials of `role_arn`: from the process-wide cache while they have more than
+    /// [`CREDENTIAL_RENEWAL_MARGIN`] left, else from a new sts:AssumeRole made with this
+    /// `Aws`'s own credentials. One cache for every role this process assumes (key readers
+    /// of the security account, member roles of an organization), keyed by role ARN.
+    pub async fn assume_role(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+    ) -> Result<Credentials, SdkError<aws_sdk_sts::operation::assume_role::AssumeRoleError, HttpResponse>> {
+        let fresh = |c: &Credentials| {
+            c.expiry()
+                .and_then(|e| e.duration_since(SystemTime::now()).ok())
+                .is_some_and(|left| left > CREDENTIAL_RENEWAL_MARGIN)
         };
-        if let Some((client, _)) =
-            self.assumed.lock().ok().and_then(|m| m.get(role_arn).cloned()).filter(|(_, e)| fresh(e))
-        {
-            return Ok(client);
+        if let Some(c) = self.assumed.lock().ok().and_then(|m| m.get(role_arn).cloned()).filter(fresh) {
+            return Ok(c);
         }
         let out = self.sts().assume_role().role_arn(role_arn).role_session_name(session_name).send().await?;
         let Some(c) = out.credentials() else {
@@ -199,18 +216,40 @@ impl Aws {
             return Err(SdkError::construction_failure("sts:AssumeRole returned no credentials"));
         };
         let expiry = SystemTime::try_from(*c.expiration()).unwrap_or(SystemTime::UNIX_EPOCH);
-        let creds = aws_sdk_kms::config::Credentials::new(
+        let creds = Credentials::new(
             c.access_key_id(),
             c.secret_access_key(),
             Some(c.session_token().to_string()),
             Some(expiry),
             "kms-rotation-guard-assumed-role",
         );
-        let client = self.kms_with(Some(creds));
         if let Ok(mut m) = self.assumed.lock() {
-            m.insert(role_arn.to_string(), (client.clone(), expiry));
+            m.insert(role_arn.to_string(), creds.clone());
         }
-        Ok(client)
+        Ok(creds)
+    }
+
+    /// The same access (Region, endpoints, retries and timeouts, call counter,
+    /// interceptors, credential cache) acting with `credentials`, that is, in the account
+    /// they belong to. Its clients are built on first use.
+    pub fn for_account(&self, credentials: Credentials) -> Aws {
+        let provider = aws_sdk_sts::config::SharedCredentialsProvider::new(credentials);
+        self.derived(self.config.to_builder().credentials_provider(provider).build())
+    }
+
+    /// The same access in another Region.
+    pub fn in_region(&self, region: &str) -> Aws {
+        self.derived(self.config.to_builder().region(aws_sdk_sts::config::Region::new(region.to_owned())).build())
+    }
+
+    fn derived(&self, config: SdkConfig) -> Aws {
+        Aws {
+            counter: self.counter.clone(),
+            extra: self.extra.clone(),
+            endpoints: self.endpoints.clone(),
+            assumed: self.assumed.clone(),
+            ..Aws::new(config)
+        }
     }
 
     pub fn sts(&self) -> &aws_sdk_sts::Client {
@@ -223,6 +262,20 @@ impl Aws {
                 b.push_interceptor(i);
             }
             aws_sdk_sts::Client::from_conf(b.build())
+        })
+    }
+
+    /// AWS Organizations (a global service: the SDK resolves its one endpoint per partition).
+    pub fn organizations(&self) -> &aws_sdk_organizations::Client {
+        self.organizations.get_or_init(|| {
+            let mut b = aws_sdk_organizations::config::Builder::from(&self.config);
+            if let Some(url) = self.endpoint("organizations") {
+                b = b.endpoint_url(url);
+            }
+            for i in self.interceptors() {
+                b.push_interceptor(i);
+            }
+            aws_sdk_organizations::Client::from_conf(b.build())
         })
     }
 

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod aws;
 pub mod demo;
 pub mod error;
+pub mod estate;
 pub mod event;
 pub mod handler;
 pub mod key;
