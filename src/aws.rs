@@ -39,7 +39,9 @@ pub struct Aws {
     /// Credentials of assumed roles, by role ARN: warm invocations reuse them instead of
     /// calling sts:AssumeRole each time. Shared by every `Aws` derived from this one
     /// ([`Aws::for_account`], [`Aws::in_region`]), so the cache is process-wide.
-    assumed: Arc<Mutex<BTreeMap<String, Credentials>>>,
+    /// One slot per role: concurrent first uses (a warm Lambda serving several
+    /// invocations, a scan's Regions) wait for one sts:AssumeRole instead of each making it.
+    assumed: Arc<Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Option<Credentials>>>>>>,
 }
 
 /// Credentials of an assumed role (or any other): the SDK's type.
@@ -207,8 +209,13 @@ impl Aws {
                 .and_then(|e| e.duration_since(SystemTime::now()).ok())
                 .is_some_and(|left| left > CREDENTIAL_RENEWAL_MARGIN)
         };
-        if let Some(c) = self.assumed.lock().ok().and_then(|m| m.get(role_arn).cloned()).filter(fresh) {
-            return Ok(c);
+        let slot = {
+            let mut m = self.assumed.lock().expect("credential cache poisoned");
+            m.entry(role_arn.to_string()).or_default().clone()
+        };
+        let mut cached = slot.lock().await;
+        if let Some(c) = cached.as_ref().filter(|c| fresh(c)) {
+            return Ok(c.clone());
         }
         let out = self.sts().assume_role().role_arn(role_arn).role_session_name(session_name).send().await?;
         let Some(c) = out.credentials() else {
@@ -223,9 +230,7 @@ impl Aws {
             Some(expiry),
             "kms-rotation-guard-assumed-role",
         );
-        if let Ok(mut m) = self.assumed.lock() {
-            m.insert(role_arn.to_string(), creds.clone());
-        }
+        *cached = Some(creds.clone());
         Ok(creds)
     }
 
