@@ -56,9 +56,9 @@ pub async fn handle(
 }
 
 /// [`handle`] for a function that runs organization rules: `execution_role` (the function's
-/// KRG_EXECUTION_ROLE_NAME) is the only role it assumes in member accounts. An event naming
-/// no executionRoleName, or another, is refused: the rule parameters come from whoever's
-/// Config invokes the function, the role it enters accounts with must not.
+/// KRG_EXECUTION_ROLE_NAME) is the only role it enters member accounts with. An event whose
+/// executionRoleName names another role is refused: the rule parameters come from whoever's
+/// Config invokes the function, the role it acts with must not.
 pub async fn handle_as(
     aws: &Aws,
     rule: Rule,
@@ -68,17 +68,20 @@ pub async fn handle_as(
     execution_role: Option<&str>,
 ) -> Result<Outcome, Error> {
     let inv = event::parse(payload)?;
-    let params = RuleParams::parse(inv.rule_parameters())?;
+    let mut params = RuleParams::parse(inv.rule_parameters())?;
     if let Some(required) = execution_role {
-        if params.execution_role_name.as_deref() != Some(required) {
-            return Err(Error::InvalidParameter {
-                name: "executionRoleName".into(),
-                reason: format!(
-                    "this function runs organization rules and enters member accounts only through role {required}; \
-                     the rule's executionRoleName is {}",
-                    params.execution_role_name.as_deref().map(|n| format!("{n:?}")).unwrap_or_else(|| "not set".into())
-                ),
-            });
+        match params.execution_role_name.as_deref() {
+            None => params.execution_role_name = Some(required.to_string()),
+            Some(given) if given == required => {}
+            Some(given) => {
+                return Err(Error::InvalidParameter {
+                    name: "executionRoleName".into(),
+                    reason: format!(
+                        "this function enters member accounts only through role {required}, not {:?}",
+                        crate::key::reference::truncate_chars(given, 64)
+                    ),
+                })
+            }
         }
     }
     // Organization rules act in the event's account before anything else is read: a member

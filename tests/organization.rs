@@ -219,12 +219,23 @@ async fn organization_rules_judge_each_member_in_its_own_account() {
     assert!(matches!(again.await, Err(Error::MemberRole { .. })));
     assert_eq!(counter.get("sts.AssumeRole"), before + 1, "{:?}", counter.snapshot());
 
-    // A function configured for organization rules refuses events that would make it act
-    // as itself (the rule parameters come from whoever's Config invokes it).
-    let own = json!({"keyReaderRoleName": READER_ROLE});
-    let err = handler::handle_as(&function, rule::S3, periodic(MEMBERS[0], &own), now, None, Some(EXECUTION_ROLE))
+    // A function configured for organization rules enters members only through its own
+    // role: an event naming another is refused (the rule parameters come from whoever's
+    // Config invokes it); an event naming none gets the function's role.
+    let other = json!({"executionRoleName": "OrganizationAccountAccessRole"});
+    let err = handler::handle_as(&function, rule::S3, periodic(MEMBERS[0], &other), now, None, Some(EXECUTION_ROLE))
         .await
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::InvalidParameter);
     assert!(err.to_string().contains("executionRoleName"), "{err}");
+    let unnamed = json!({"keyReaderRoleName": READER_ROLE});
+    let outcome =
+        handler::handle_as(&function, rule::S3, periodic(MEMBERS[1], &unnamed), now, None, Some(EXECUTION_ROLE))
+            .await
+            .unwrap();
+    assert_eq!(
+        outcome.evaluations.len(),
+        expected[MEMBERS[1]].len(),
+        "judged in the member, through the function's role"
+    );
 }
