@@ -233,9 +233,6 @@ async fn organization_rules_judge_each_member_in_its_own_account() {
         handler::handle_as(&function, rule::S3, periodic(MEMBERS[1], &unnamed), now, None, Some(EXECUTION_ROLE))
             .await
             .unwrap();
-    assert_eq!(
-        outcome.evaluations.len(),
-        expected[MEMBERS[1]].len(),
-        "judged in the member, through the function's role"
-    );
+    let ids: Vec<&str> = outcome.evaluations.iter().map(|e| e.resource_id.as_str()).collect();
+    assert_eq!(ids, ["int-b-fresh"], "judged in the member, through the function's role");
 }
