@@ -17,6 +17,7 @@ pub mod coverage;
 pub mod export;
 pub mod member;
 pub mod organization;
+pub mod report;
 mod sweep;
 
 use chrono::{DateTime, Utc};
