@@ -166,6 +166,43 @@ async fn one_scan_of_20_accounts_and_2_regions_equals_the_per_account_scans() {
         assert!(export["rows"][0][f].is_string(), "{f} in {}", export["rows"][0]);
     }
     assert_eq!(export["coverage"].as_array().unwrap().iter().filter(|c| c["status"] == "not-scanned").count(), 2);
+
+    // The command line: one `scan --accounts` over the same estate gives the same rows, says
+    // what it could not see, and exits 3 (incomplete), not 1 (non-compliant found).
+    let env: Vec<(&'static str, String)> = moto
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k, if k == "AWS_ENDPOINT_URL" { proxy.endpoint.clone() } else { v }))
+        .collect();
+    let now_arg = now.to_rfc3339();
+    let cli = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kms-rotation-guard"))
+            .args(["scan", "--key-reader-role-name", READER_ROLE, "--now", &now_arg])
+            .args(extra)
+            .envs(env.iter().cloned())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let regions = REGIONS.join(",");
+    let (code, stdout, stderr) = cli(&["--accounts", &all.join(","), "--regions", &regions, "--format", "json"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("incomplete"), "{stderr}");
+    let from_cli: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(from_cli["rows"], export["rows"], "the command's rows are the library's");
+    assert_eq!(from_cli["coverage"], export["coverage"]);
+    let (code, stdout, stderr) = cli(&["--accounts", &accounts[1], "--regions", &regions, "--format", "json"]);
+    assert_eq!(code, Some(1), "account 1 has a table on the stale key: {stderr}");
+    let single: Value = serde_json::from_str(&stdout).unwrap();
+    let mine: Vec<&Value> =
+        export["rows"].as_array().unwrap().iter().filter(|r| r["account"] == accounts[1].as_str()).collect();
+    assert_eq!(single["rows"].as_array().unwrap().iter().collect::<Vec<_>>(), mine);
+    let (code, stdout, _) = cli(&["--accounts", "12345", "--format", "json"]);
+    assert_eq!((code, stdout.as_str()), (Some(2), ""), "a bad account id is an error");
 }
 
 /// The estate as an aggregator's advanced query would give it, from what each member's
