@@ -275,6 +275,10 @@ pub fn render(header: &ScanHeader, scan: &EstateScan, params: &RuleParams, json_
                         }
                         (age_chart(scan, header, p))
                     }
+                    section id="keys" {
+                        h2 { "Keys" }
+                        (keys_table(scan))
+                    }
                     section id="resources" {
                         h2 { "Accounts" }
                         input type="radio" name="verdict" id="f-all" checked;
@@ -349,6 +353,46 @@ pub fn render(header: &ScanHeader, scan: &EstateScan, params: &RuleParams, json_
         }
     };
     Page { html: page.into_string(), json: payload, embedded }
+}
+
+/// One row per key: who uses it, whether the HSM holds its current material, the worst verdict.
+fn keys_table(scan: &EstateScan) -> Markup {
+    html! {
+        @if scan.keys.is_empty() {
+            p.empty { "No resource uses a KMS key." }
+        } @else {
+            div.scroll { table.sortable id="keys-table" {
+                thead { tr {
+                    th { "Key (alias, ARN)" } th { "Resources" } th { "Accounts" }
+                    th title="Whether the customer's HSM holds the current key material" { "HSM holds material" }
+                    th { "Verdict" }
+                } }
+                tbody {
+                    @for k in &scan.keys {
+                        @let held = scan.rows.iter()
+                            .find(|r| r.key_arn.as_deref().or(r.key_reference.as_deref()) == Some(k.key.as_str()))
+                            .and_then(|r| r.hsm_holds_material);
+                        tr data-key=(k.key) data-verdict=(k.compliance.as_str()) {
+                            td.key data-sort=(key_label(k)) {
+                                @if let Some(a) = &k.key_alias { div.alias { (a) } }
+                                div.arn { (k.key) }
+                            }
+                            td.num { (k.resources) }
+                            td.num { (k.accounts) }
+                            td {
+                                @match held {
+                                    Some(true) => span.custody.ok { "held" },
+                                    Some(false) => span.custody.bad title="KMS is the only holder of this material" { "NOT HELD" },
+                                    None => span.custody.na { "unknown" },
+                                }
+                            }
+                            td data-sort=(severity(k.compliance)) { (badge(k.compliance)) }
+                        }
+                    }
+                }
+            } }
+        }
+    }
 }
 
 const BAR_H: u32 = 30;
