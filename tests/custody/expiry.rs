@@ -108,7 +108,7 @@ async fn an_expiring_non_current_material_is_named_with_its_reimport_command_and
         let (arn, key_id, endpoint) = (arn.clone(), key_id.clone(), moto.endpoint.clone());
         async move {
             let proxy =
-                AnsweringProxy::start(&endpoint, &aws_answers(&key_id, &arn, days, "KEY_MATERIAL_DOES_NOT_EXPIRE"));
+                AnsweringProxy::start_at(&endpoint, &aws_answers(&key_id, &arn, days, "KEY_MATERIAL_DOES_NOT_EXPIRE"));
             let (aws, _) = workload(&proxy.endpoint).await;
             let out = handler::handle(&aws, rule::DYNAMODB, table_event("orders", &arn), chrono::Utc::now(), None)
                 .await
@@ -132,7 +132,7 @@ async fn an_expiring_non_current_material_is_named_with_its_reimport_command_and
     // the re-import; no rotation call at all (a rotation would leave the old material
     // associated, expiring on the same date, and spend one of 25 on-demand rotations).
     for key_model in ["KEY_MATERIAL_DOES_NOT_EXPIRE", "KEY_MATERIAL_EXPIRES"] {
-        let proxy = AnsweringProxy::start(&moto.endpoint, &aws_answers(&key_id, &arn, 10, key_model));
+        let proxy = AnsweringProxy::start_at(&moto.endpoint, &aws_answers(&key_id, &arn, 10, key_model));
         let (aws, counter) = workload(&proxy.endpoint).await;
         let software = SoftwareSource::new_insecure_for_development();
         let rotator = Rotator::new(&aws, &software);
@@ -213,7 +213,7 @@ async fn reimport_gives_an_expiring_material_a_later_date_and_checks_that_kms_to
     for (alias, listed, expect_ok) in [("extend-aws", later, true), ("extend-kept", soon, false)] {
         let (arn, material) = expiring_key(&aws, alias, soon).await;
         let key_id = arn.rsplit('/').next().unwrap();
-        let proxy = AnsweringProxy::start(
+        let proxy = AnsweringProxy::start_at(
             &ls.endpoint,
             &json!([kms_reply(
                 &["TrentService.ListKeyRotations", key_id],

@@ -182,7 +182,7 @@ async fn every_replica_gets_the_rotation_record_and_is_compliant_in_its_own_regi
     // material (AWS does: related multi-Region keys share their material). The proxy gives the
     // replica's DescribeKey AWS's answer, so the verdict's material-id check sees what AWS shows.
     let replica_id = replica_arn.rsplit('/').next().unwrap();
-    let proxy = common::fault_proxy::AnsweringProxy::start(
+    let proxy = common::fault_proxy::AnsweringProxy::start_at(
         &ls.endpoint,
         &serde_json::json!([{
             "match": ["TrentService.DescribeKey", "us-east-1", replica_id],
@@ -235,7 +235,7 @@ async fn a_primary_with_material_pending_multi_region_import_resumes_without_a_s
         .unwrap();
 
     let key_id = primary.rsplit('/').next().unwrap();
-    let proxy = common::fault_proxy::AnsweringProxy::start(
+    let proxy = common::fault_proxy::AnsweringProxy::start_at(
         &ls.endpoint,
         &serde_json::json!([common::fault_proxy::kms_reply(
             &["TrentService.ListKeyRotations", &format!("\"KeyId\":\"{key_id}\"")],

@@ -153,7 +153,7 @@ async fn material_in_an_object_this_user_cannot_see_is_reported_as_not_visible_n
     let material = describe(&aws, &arn).await.current_key_material_id().unwrap().to_string();
     let key_id = arn.rsplit('/').next().unwrap();
     // As AWS lists it: the material's description names an object another CU created.
-    let proxy = common::fault_proxy::AnsweringProxy::start(
+    let proxy = common::fault_proxy::AnsweringProxy::start_at(
         &ls.endpoint,
         &serde_json::json!([common::fault_proxy::kms_reply(
             &["TrentService.ListKeyRotations", key_id],
