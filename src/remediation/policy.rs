@@ -8,7 +8,8 @@
 //! - a looser threshold is not an error: the policy's applies;
 //! - `rotationTagKey` and `strategy` that differ from the policy are refused;
 //! - from a workload account only "judge this key and rotate it if due" is accepted:
-//!   re-import, alias-swap and force are the operator's;
+//!   re-import and alias-swap are the operator's (and forcing is the CLI's alone: no
+//!   request can carry it);
 //! - a due key with `minRotationsLeft` on-demand rotations left or fewer is not rotated
 //!   automatically ([`quota_check`]).
 //!
@@ -187,8 +188,6 @@ pub struct Ask {
     pub reimport: bool,
     /// The strategy the request named, if it named one.
     pub strategy: Option<Strategy>,
-    /// `force: true`.
-    pub force: bool,
     /// The request's `ruleParameters` (the rule's InputParameters), as a JSON object string.
     pub rule_parameters: Option<String>,
 }
@@ -219,13 +218,6 @@ impl std::fmt::Display for Refusal {
 pub fn admit(policy: &SecurityPolicy, who: &Requester, ask: &Ask) -> Result<Admitted, Refusal> {
     let refuse = |why: String| Err(Refusal(format!("{} asked: {why}", who.label())));
     let workload = matches!(who, Requester::Workload { .. });
-    if ask.force {
-        return refuse(
-            "force is not a remediation: only an operator forces a rotation, with the CLI \
-             (kms-rotation-guard rotate --force)"
-                .into(),
-        );
-    }
     if ask.reimport && workload {
         return refuse(
             "re-import is the operator's: deleting imported material is how a key is revoked, and only the \
@@ -371,7 +363,6 @@ mod tests {
         for (ask, says) in [
             (Ask { reimport: true, ..Ask::default() }, "re-import is the operator's"),
             (Ask { strategy: Some(Strategy::AliasSwap), ..Ask::default() }, "strategy alias-swap differs"),
-            (Ask { force: true, ..Ask::default() }, "force"),
         ] {
             let e = admit(&p, &workload(), &ask).unwrap_err();
             assert!(e.0.contains(says) && e.0.contains("workload account 111122223333"), "{ask:?}: {e}");
@@ -382,7 +373,6 @@ mod tests {
         assert_eq!(admit(&p, &Requester::Operator, &swap).unwrap().strategy, Strategy::AliasSwap);
         let closed = SecurityPolicy::default();
         assert!(admit(&closed, &Requester::Operator, &swap).unwrap_err().0.contains("KRG_ALLOW_ALIAS_SWAP"));
-        assert!(admit(&p, &Requester::Operator, &Ask { force: true, ..Ask::default() }).is_err());
         // Naming the policy's own strategy is not a refusal.
         let same = Ask { strategy: Some(Strategy::InPlace), ..Ask::default() };
         assert!(admit(&p, &workload(), &same).is_ok());
