@@ -21,7 +21,7 @@ async fn deleted_material_comes_back_from_the_hsm_with_the_same_material_id() {
     assert!(matches!(err, RotationError::Refused(_)) && err.to_string().contains("reimport"), "{err}");
 
     // AWS refuses material other than the kept one (ImportKeyMaterial: IncorrectKeyMaterialException).
-    // LocalStack 2026.3.0 accepts it when KeyMaterialId is given (README, emulator gaps), so
+    // LocalStack 2026.3.0 accepts it when KeyMaterialId is given (docs/emulators.md), so
     // that refusal is not asserted here; reimport only ever wraps the object whose CKA_ID is the id.
 
     // Dry run: names the material and the HSM object, imports nothing.

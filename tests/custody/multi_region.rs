@@ -5,7 +5,7 @@ use super::*;
 /// Multi-Region: NEW_KEY_MATERIAL into the primary, the same material as EXISTING_KEY_MATERIAL
 /// into the replica (in its Region), and only then RotateKeyOnDemand on the primary.
 ///
-/// LocalStack gaps (README): a replica of an EXTERNAL key starts Enabled with the primary's
+/// LocalStack gaps (docs/emulators.md): a replica of an EXTERNAL key starts Enabled with the primary's
 /// material (AWS: PendingImport), and RotateKeyOnDemand on the primary does not move the
 /// replica to the new material. So this test asserts the calls and their order, not the
 /// replica's state after the rotation.

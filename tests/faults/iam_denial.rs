@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// Actions a change evaluation of a same-account key needs (README, "IAM each handler
+/// Actions a change evaluation of a same-account key needs (docs/deployment.md, "IAM each handler
 /// needs"), plus the sweep's for good measure.
 const NEEDED: &[&str] = &[
     "config:PutEvaluations",

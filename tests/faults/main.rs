@@ -21,9 +21,8 @@ mod sweep;
 mod throttling;
 
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -81,6 +80,8 @@ struct FaultProxy {
     child: Child,
     endpoint: String,
     stats: PathBuf,
+    /// mitmproxy's home (its CA) and output (`mitmdump.log`), one per proxy.
+    _dir: tempdir::TempDir,
 }
 
 impl FaultProxy {
@@ -108,12 +109,11 @@ impl FaultProxy {
         aws_errors: &Value,
     ) -> FaultProxy {
         let port = free_port();
-        let dir = root().join("target/tmp");
-        std::fs::create_dir_all(&dir).unwrap();
-        let stats = dir.join(format!("fault-proxy-{}-{port}.json", std::process::id()));
-        let _ = std::fs::remove_file(&stats);
-        let mut child = Command::new(tool("venv", "mitmdump"))
-            .args(["-q", "--mode", &format!("reverse:http://127.0.0.1:{target_port}")])
+        let dir = tempdir::TempDir::new("fault-proxy");
+        let stats = dir.path().join("stats.json");
+        let log = dir.path().join("mitmdump.log");
+        let mut cmd = Command::new(tool("venv", "mitmdump"));
+        cmd.args(["-q", "--mode", &format!("reverse:http://127.0.0.1:{target_port}")])
             .args(["--listen-host", "127.0.0.1", "--listen-port", &port.to_string()])
             .args(["-s", root().join("tests/fault_proxy.py").to_str().unwrap()])
             .args(["--set", "keep_host_header=true"])
@@ -124,21 +124,13 @@ impl FaultProxy {
             .args(["--set", &format!("aws_errors={aws_errors}")])
             .args(["--set", &format!("fault_delay={}", FAULT_DELAY.as_secs_f64())])
             .args(["--set", &format!("stats_file={}", stats.display())])
-            // mitmproxy writes its CA under the home directory; keep it out of the user's.
-            .env("HOME", &dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start mitmdump");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("mitmdump exited early with {status}");
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "mitmdump did not listen within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        FaultProxy { child, endpoint: format!("http://127.0.0.1:{port}"), stats }
+            // mitmproxy writes its CA under the home directory: one of its own, so that two
+            // proxies starting at once on a fresh clone do not race to create the same files.
+            .env("HOME", dir.path());
+        output_to(&mut cmd, &log);
+        let mut child = cmd.spawn().expect("start mitmdump");
+        wait_for_port(port, &mut child, "mitmdump", &log, Duration::from_secs(30));
+        FaultProxy { child, endpoint: format!("http://127.0.0.1:{port}"), stats, _dir: dir }
     }
 
     /// The proxy's counts: {"requests", "faults": {kind: n}, "throttle_shapes", "total_faults"}.
@@ -154,13 +146,9 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.stats);
     }
 }
 
-/// AWS's answers for one unreadable bucket, table and key, as the API references give them.
-/// moto enforces none of these (no bucket policies, no DynamoDB resource policies, no custom
-/// key stores), so the fault proxy sends them for the named resources only.
 /// Evaluations in a stable order, for comparing runs.
 fn sorted(mut e: Vec<Evaluation>) -> Vec<Evaluation> {
     e.sort_by(|a, b| {

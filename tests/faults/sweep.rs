@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// AWS's answers for one unreadable bucket, table and key, as the API references give them.
+/// moto enforces none of these (no bucket policies, no DynamoDB resource policies, no custom
+/// key stores), so the fault proxy sends them for the named resources only.
 fn named_denials(bucket: &str, table: &str, key_id: &str) -> Value {
     serde_json::json!([
         {

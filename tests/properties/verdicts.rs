@@ -209,7 +209,7 @@ fn arb_case() -> impl Strategy<Value = (Protection, Option<KeyLookup>, RuleParam
     })
 }
 
-/// What a COMPLIANT verdict needs to stand on: the README's checks, restated.
+/// What a COMPLIANT verdict needs to stand on: docs/rules.md's checks, restated.
 fn compliant_has_evidence(
     prot: &Protection,
     lookup: Option<&KeyLookup>,
