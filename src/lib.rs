@@ -8,7 +8,6 @@
 
 pub mod audit;
 pub mod aws;
-pub mod demo;
 pub mod error;
 pub mod event;
 pub mod handler;
@@ -21,6 +20,7 @@ pub mod report;
 pub mod resource;
 pub mod rotation;
 pub mod rule;
+pub mod testbed;
 pub mod verdict;
 
 pub use error::Error;
