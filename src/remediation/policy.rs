@@ -339,7 +339,7 @@ pub fn quota_check(key: &str, on_demand_used: Option<usize>, min_left: u32) -> O
 }
 
 fn clip(s: &str) -> String {
-    crate::key::reference::truncate_chars(s, 64)
+    crate::error::truncate_chars(s, 64)
 }
 
 #[cfg(test)]

@@ -81,6 +81,13 @@ fn every_queue_is_encrypted() {
     }
 }
 
+fn pattern_names_audit(cfn: &Cfn) -> bool {
+    let want = format!("$.audit = \"{}\"", kms_rotation_guard::remediation::AUDIT);
+    cfn.resources_of_type("AWS::Logs::MetricFilter")
+        .iter()
+        .all(|(_, f)| f["Properties"]["FilterPattern"].as_str().unwrap_or_default().contains(&want))
+}
+
 /// Issue 20: the security account hears of every remediation outcome and of the function's
 /// errors and throttles. The metric filters match the audit line the code writes.
 #[test]
@@ -107,11 +114,9 @@ fn rotation_outcomes_errors_and_throttles_are_alarmed() {
         );
     }
     let outcomes: BTreeSet<&str> = metrics.keys().map(String::as_str).collect();
-    assert_eq!(
-        outcomes,
-        ["refused", "reimported", "rotated", "skipped"].into_iter().collect(),
-        "one metric per outcome"
-    );
+    let metered: BTreeSet<&str> = kms_rotation_guard::remediation::METERED_OUTCOMES.into_iter().collect();
+    assert_eq!(outcomes, metered, "one metric per outcome the code writes");
+    assert!(pattern_names_audit(&cfn), "the filters match the code's audit field");
     let alarms = cfn.resources_of_type("AWS::CloudWatch::Alarm");
     let alarmed = |ns: &str, metric: &str| {
         alarms.iter().any(|(_, a)| {

@@ -5,9 +5,10 @@
 use crate::cfn::*;
 use crate::support::*;
 
-/// The request a workload's remediation role sends (template.yaml's document).
-const SOURCE: &str = "kms-rotation-guard.workload";
-const DETAIL_TYPE: &str = "Rotation Requested";
+/// The request a workload's remediation role sends (template.yaml's document), as the
+/// function reads it.
+const SOURCE: &str = kms_rotation_guard::remediation::WORKLOAD_SOURCE;
+const DETAIL_TYPE: &str = kms_rotation_guard::remediation::REQUEST_DETAIL_TYPE;
 
 /// One principal's request, as IAM sees it.
 struct Request<'a> {
@@ -109,7 +110,7 @@ fn any_number_of_workload_accounts_can_ask_and_none_can_do_more() {
                 serde_json::to_string(&serde_yaml::from_value::<serde_json::Value>(st.clone()).unwrap()).unwrap().len();
             assert!(size < 10 * 1024, "{ctx}: bus policy is {size} bytes (EventBridge allows 10 KB)");
             let bus = "RequestBus.Arn".to_string();
-            assert_eq!(strings(&st["Resource"]), [bus.clone()], "{ctx}: the request bus only");
+            assert_eq!(strings(&st["Resource"]), std::slice::from_ref(&bus), "{ctx}: the request bus only");
             let ask = |account: &str, role: &str, org: &'static str, action: &'static str, source: &'static str| {
                 admits(
                     &st,
@@ -215,4 +216,36 @@ fn a_workload_remediation_role_can_only_ask() {
     let pattern = strings(&policy["Properties"]["Statement"]["Condition"]["ArnLike"]["aws:PrincipalArn"]);
     let name = workload_role(&w, "RemediationRole");
     assert!(pattern.iter().any(|p| glob_match(p, &format!("arn:aws:iam::123456789012:role/{name}"))), "{pattern:?}");
+}
+
+/// The security account's policy reaches the function: every variable the function reads
+/// (remediation::policy::POLICY_VARIABLES) comes from a stack parameter whose default is the
+/// code's default, so the deployed function judges as the documentation says.
+#[test]
+fn the_security_accounts_policy_reaches_the_function() {
+    use kms_rotation_guard::remediation::policy::{SecurityPolicy, POLICY_VARIABLES};
+    let s = template(SECURITY_TEMPLATE);
+    let cfn = Cfn::security(&s, &[]);
+    let f = cfn.eval(resource(&s, &function_for_binary(&s, ROTATION_BINARY)));
+    let env = &f["Properties"]["Environment"]["Variables"];
+    let raw_env = &resource(&s, &function_for_binary(&s, ROTATION_BINARY))["Properties"]["Environment"]["Variables"];
+    for v in POLICY_VARIABLES {
+        let param = ref_name(&raw_env[v]).unwrap_or_else(|| panic!("{v}: from a stack parameter"));
+        assert!(!s["Parameters"][param]["Default"].is_null(), "{v}: {param} has a default");
+    }
+    let vars: BTreeMap<String, String> =
+        POLICY_VARIABLES.iter().map(|v| (v.to_string(), scalar_string(&env[*v]).unwrap())).collect();
+    let deployed = SecurityPolicy::from_lookup(|n| vars.get(n).cloned()).expect("the defaults make a valid policy");
+    assert_eq!(deployed, SecurityPolicy::default(), "stack defaults = the code's defaults");
+    assert_eq!(deployed.min_rotations_left, 5, "minRotationsLeft default 5 (issue 20)");
+    // Workload stacks judge with the same defaults (their rules' parameters).
+    let w = template(WORKLOAD_TEMPLATE);
+    for (p, want) in [
+        ("MaxKeyAgeDays", deployed.max_key_age_days.to_string()),
+        ("ExpiryWarningDays", deployed.expiry_warning_days.to_string()),
+        ("RotationTagKey", deployed.rotation_tag_key.clone()),
+    ] {
+        assert_eq!(parameter_default(&w, p).as_deref(), Some(want.as_str()), "template.yaml {p}");
+        assert_eq!(parameter_default(&s, p).as_deref(), Some(want.as_str()), "security-account.yaml {p}");
+    }
 }

@@ -25,7 +25,8 @@ const GIVEN_PIN_KEY: &str = "arn:aws:kms:eu-west-1:999999999999:key/pin";
 fn rotation_role_encrypts_and_decrypts_only_the_probe() {
     let s = template(SECURITY_TEMPLATE);
     // (overrides, the PIN secret, its key's decrypt grant)
-    let pins: [(Vec<(&str, &str)>, &str, Option<&str>); 3] = [
+    type Pin<'a> = (Vec<(&'a str, &'a str)>, &'a str, Option<&'a str>);
+    let pins: [Pin; 3] = [
         (vec![], "ref:PinSecret", Some("PinSecretKey.Arn")),
         (vec![("PinSecretArn", GIVEN_SECRET)], GIVEN_SECRET, None),
         (
