@@ -73,6 +73,9 @@ pub struct RemediationSettings {
     /// its variables are wrong.
     pub policy: Result<SecurityPolicy, String>,
     pub key_tag_value: Option<String>,
+    /// KRG_ROTATE_MULTI_REGION: multi-Region primaries may be rotated (security-account.yaml
+    /// grants the rights on other Regions' replicas only then).
+    pub rotate_multi_region: bool,
     pub wrapping_algorithm: Option<String>,
     pub wrapping_key_spec: Option<String>,
     /// How long a claim settles before it is read back (KRG_CLAIM_SETTLE_MS).
@@ -101,6 +104,7 @@ impl RemediationSettings {
             pin_secret_arn: get("KRG_PIN_SECRET_ARN"),
             env_pin_present: get("KRG_PKCS11_PIN").is_some(),
             key_tag_value: get("KRG_KEY_TAG_VALUE"),
+            rotate_multi_region: get("KRG_ROTATE_MULTI_REGION").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
             wrapping_algorithm: get("KRG_WRAPPING_ALGORITHM"),
             wrapping_key_spec: get("KRG_WRAPPING_KEY_SPEC"),
             claim_settle: get("KRG_CLAIM_SETTLE_MS")
@@ -312,6 +316,7 @@ async fn remediate_audited(
             Requester::Operator => None,
         },
         min_rotations_left: policy.min_rotations_left,
+        multi_region: settings.rotate_multi_region,
     };
     let (key_arn, reason) = match crate::remediation::admit(aws, &request, &params, &scope).await? {
         Admission::Skip(reason) => return skipped(reason),

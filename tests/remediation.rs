@@ -346,6 +346,11 @@ async fn material(aws: &Aws, id: &str) -> Option<String> {
 /// `rotations` is the ListKeyRotations reply, or `None` for AWS's AccessDeniedException.
 /// Returns the endpoint and the operations it saw.
 fn fake_kms(rotations: Option<Value>) -> (String, common::Recorded) {
+    fake_kms_key(false, rotations)
+}
+
+/// [`fake_kms`], with a multi-Region (primary) key when `multi_region`.
+fn fake_kms_key(multi_region: bool, rotations: Option<Value>) -> (String, common::Recorded) {
     let arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
     let created = (Utc::now() - chrono::Duration::days(800)).timestamp();
     let stale = ymd(days_from_now(-400));
@@ -355,7 +360,7 @@ fn fake_kms(rotations: Option<Value>) -> (String, common::Recorded) {
             json!({"KeyMetadata": {"KeyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "Arn": arn,
                 "AWSAccountId": "111122223333", "KeyState": "Enabled", "Origin": "EXTERNAL",
                 "KeyManager": "CUSTOMER", "Enabled": true, "CreationDate": created,
-                "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "MultiRegion": false,
+                "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "MultiRegion": multi_region,
                 "CurrentKeyMaterialId": "m2"}}),
         ),
         ("listresourcetags", _) => {
@@ -664,4 +669,31 @@ async fn the_operator_is_held_to_the_floor_and_a_contradictory_policy_stops_the_
     // A direct call is never mistaken for the bus, nor a bus event for a direct call.
     let answered = answer(false, Err(RemediationError::Refused("x".into())));
     assert_eq!(answered.unwrap_err().class.as_str(), "RemediationRefused");
+}
+
+/// Multi-Region primaries go through the gate only where the function may reach their
+/// replicas (KRG_ROTATE_MULTI_REGION, from security-account.yaml's RotateMultiRegionKeys,
+/// which also grants those rights); the rotation's own plan refuses replicas.
+#[tokio::test]
+async fn multi_region_keys_pass_the_gate_only_where_the_multi_region_path_runs() {
+    let stale = json!({"Rotations": [], "Truncated": false});
+    let key = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    for (allowed, expect) in [("false", "KRG_ROTATE_MULTI_REGION"), ("true", "")] {
+        let (endpoint, _) = fake_kms_key(true, Some(stale.clone()));
+        let counter = CallCounter::default();
+        let aws = Aws::new(sdk_config(&endpoint, static_creds()).await).with_counter(counter.clone());
+        // No HSM: a key that passes the gate stops at the PIN secret (a configuration this
+        // test does not give), after the gate and before any write.
+        let m = vars(&[("KRG_ROTATE_MULTI_REGION", allowed)]);
+        let settings = RemediationSettings::from_lookup(move |n| m.get(n).cloned());
+        let e = remediate(&aws, &settings, payload(key, "bucket")).await.unwrap_err();
+        if expect.is_empty() {
+            assert_ne!(e.error_type(), "RemediationRefused", "a due multi-Region primary passes the gate: {e}");
+            assert!(e.to_string().contains("secretsmanager:GetSecretValue"), "stopped at the PIN, past the gate: {e}");
+        } else {
+            assert_eq!(e.error_type(), "RemediationRefused", "{e}");
+            assert!(e.to_string().contains(expect) && e.to_string().contains("multi-Region"), "{e}");
+        }
+        assert_eq!(writes(&counter), 0, "{:?}", counter.snapshot());
+    }
 }

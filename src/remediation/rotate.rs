@@ -40,12 +40,18 @@ pub struct Scope {
     pub caller: Option<String>,
     /// A due key with this many on-demand rotations left or fewer is refused.
     pub min_rotations_left: u32,
+    /// Multi-Region primaries may be rotated (the rotation imports the same material into
+    /// every replica): the Lambda's KRG_ROTATE_MULTI_REGION, which security-account.yaml sets
+    /// together with the role's rights on other Regions' `mrk-*` keys. The rotation's plan
+    /// still refuses replicas and alias-swap of multi-Region keys.
+    pub multi_region: bool,
 }
 
 impl Default for Scope {
-    /// An operator's scope with the default policy (the CLI's `rotate` without `--force`).
+    /// An operator's scope with the default policy (the CLI's `rotate` without `--force`,
+    /// with the operator's own credentials: multi-Region primaries allowed).
     fn default() -> Self {
-        Scope { caller: None, min_rotations_left: DEFAULT_MIN_ROTATIONS_LEFT }
+        Scope { caller: None, min_rotations_left: DEFAULT_MIN_ROTATIONS_LEFT, multi_region: true }
     }
 }
 
@@ -183,7 +189,18 @@ async fn gate(
             u => Some(u),
         },
     };
-    match assess(&facts, &on_demand, params, Utc::now()) {
+    // The gate judges a multi-Region primary like any key where the multi-Region path runs.
+    let judged = if facts.multi_region && scope.multi_region {
+        let mut single = facts.clone();
+        single.multi_region = false;
+        std::borrow::Cow::Owned(single)
+    } else {
+        std::borrow::Cow::Borrowed(&facts)
+    };
+    match assess(&judged, &on_demand, params, Utc::now()) {
+        Need::Refuse(why) if facts.multi_region && !scope.multi_region => Err(RemediationError::Refused(format!(
+            "{why} (this function: KRG_ROTATE_MULTI_REGION is not true; security-account.yaml RotateMultiRegionKeys)"
+        ))),
         Need::Rotate(why) => {
             // A first import (PendingImport) spends no on-demand rotation.
             let used = match (&on_demand, facts.state.as_str()) {

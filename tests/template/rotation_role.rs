@@ -197,7 +197,14 @@ fn other_regions_multi_region_keys_only_with_rotate_multi_region_keys() {
     for st in allowing(&sts, "kms:RotateKeyOnDemand") {
         assert!(!strings(&st["Resource"]).contains(&mrk), "on-demand rotation is started on the primary only");
     }
+    // The function's gate lets multi-Region primaries through exactly then.
+    let f = function_for_binary(&s, ROTATION_BINARY);
+    let gate = |cfn: &Cfn| {
+        cfn.eval(resource(&s, &f))["Properties"]["Environment"]["Variables"]["KRG_ROTATE_MULTI_REGION"].clone()
+    };
+    assert_eq!(gate(&on).as_str(), Some("true"));
     let off = Cfn::security(&s, &[]);
+    assert_eq!(gate(&off).as_str(), Some("false"));
     for st in off.role_statements(ROTATION_ROLE) {
         assert!(!strings(&st["Resource"]).contains(&mrk), "default: no other Region's keys: {st:?}");
     }
