@@ -157,6 +157,7 @@ impl SecurityPolicy {
             allow_aws_managed_keys: false,
             verify_tag_against_kms: self.verify_tag_against_kms,
             expiry_warning_days: self.expiry_warning_days,
+            min_rotations_left: self.min_rotations_left,
         }
     }
 }
