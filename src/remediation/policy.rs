@@ -158,6 +158,7 @@ impl SecurityPolicy {
             verify_tag_against_kms: self.verify_tag_against_kms,
             expiry_warning_days: self.expiry_warning_days,
             min_rotations_left: self.min_rotations_left,
+            ..RuleParams::default()
         }
     }
 }

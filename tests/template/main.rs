@@ -24,6 +24,7 @@ mod deployment;
 mod iam;
 mod lint;
 mod logs_alerts;
+mod member_role;
 mod network;
 mod remediation;
 mod requests;
