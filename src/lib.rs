@@ -8,8 +8,8 @@
 
 pub mod audit;
 pub mod aws;
-pub mod demo;
 pub mod error;
+pub mod estate;
 pub mod event;
 pub mod handler;
 pub mod key;
@@ -21,6 +21,7 @@ pub mod report;
 pub mod resource;
 pub mod rotation;
 pub mod rule;
+pub mod testbed;
 pub mod verdict;
 
 pub use error::Error;
