@@ -62,9 +62,24 @@ pub fn parse_pending_tag(value: &str) -> (Option<&str>, Option<&str>) {
     (material, object)
 }
 
-/// The object id in the HSM object tag (`pkcs11 token=<label> CKA_ID=<id>`).
+/// Marks the material id in the HSM object tag.
+const MATERIAL_MARK: &str = "material=";
+
+/// The HSM object tag's value: the object and the KMS material it holds
+/// (`pkcs11 token=<label> CKA_ID=<id> material=<KeyMaterialId>`, at most about 150 characters
+/// of KMS's 256).
+pub fn hsm_tag_value(kept: &KeptMaterial, material: &str) -> String {
+    format!("{} {MATERIAL_MARK}{material}", kept.tag_value())
+}
+
+/// The object id in the HSM object tag (`pkcs11 token=<label> CKA_ID=<id>[ material=<id>]`).
 pub fn object_in_hsm_tag(value: &str) -> Option<&str> {
-    value.rsplit_once("CKA_ID=").map(|(_, id)| id.trim()).filter(|id| !id.is_empty() && !id.contains(' '))
+    value.rsplit_once("CKA_ID=").and_then(|(_, rest)| rest.split_whitespace().next())
+}
+
+/// The material id the HSM object tag names (tags of earlier versions name none).
+pub fn material_in_hsm_tag(value: &str) -> Option<&str> {
+    value.split_whitespace().find_map(|w| w.strip_prefix(MATERIAL_MARK)).filter(|m| !m.is_empty())
 }
 
 /// KMS's side of the link for one key: material id → object id.
@@ -88,10 +103,12 @@ impl MaterialMap {
             }
         }
         // Tags only fill gaps: the description is what KMS stored with the material itself.
-        if let (Some(m), Some(o)) =
-            (tags.get(MATERIAL_TAG), tags.get(HSM_OBJECT_TAG).and_then(|v| object_in_hsm_tag(v)))
-        {
-            map.objects.entry(m.clone()).or_insert_with(|| o.to_string());
+        // The HSM object tag names its material; older tags pair with the material id tag.
+        if let Some(hsm_tag) = tags.get(HSM_OBJECT_TAG) {
+            let material = material_in_hsm_tag(hsm_tag).or(tags.get(MATERIAL_TAG).map(String::as_str));
+            if let (Some(m), Some(o)) = (material, object_in_hsm_tag(hsm_tag)) {
+                map.objects.entry(m.to_string()).or_insert_with(|| o.to_string());
+            }
         }
         if let Some(v) = tags.get(PENDING_TAG) {
             match parse_pending_tag(v) {
@@ -232,6 +249,30 @@ mod tests {
             None,
             "descriptions of earlier versions"
         );
+    }
+
+    #[test]
+    fn the_hsm_object_tag_names_its_material_so_an_edited_rotation_tag_moves_nothing() {
+        let kept = KeptMaterial {
+            token: "t".into(),
+            key_arn: "arn:aws:kms:eu-west-1:111122223333:key/k".into(),
+            object_id: "krg-abc".into(),
+            key_material_id: None,
+        };
+        let value = hsm_tag_value(&kept, M1);
+        assert!(value.len() <= 256, "{value}");
+        assert_eq!((object_in_hsm_tag(&value), material_in_hsm_tag(&value)), (Some("krg-abc"), Some(M1)));
+        // Someone rewrote the rotation tag: the object tag still links M1 to its object.
+        let tags = BTreeMap::from([(MATERIAL_TAG.to_string(), M2.to_string()), (HSM_OBJECT_TAG.to_string(), value)]);
+        let map = MaterialMap::new([], &tags);
+        assert_eq!(map.object_for(M1), Some("krg-abc"));
+        assert_eq!(map.object_for(M2), None);
+        // A tag of an earlier version names no material: the rotation tag pairs with it.
+        let old = BTreeMap::from([
+            (MATERIAL_TAG.to_string(), M2.to_string()),
+            (HSM_OBJECT_TAG.to_string(), "pkcs11 token=t CKA_ID=krg-old".to_string()),
+        ]);
+        assert_eq!(MaterialMap::new([], &old).object_for(M2), Some("krg-old"));
     }
 
     #[test]

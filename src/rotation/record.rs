@@ -32,8 +32,13 @@ impl Rotator<'_> {
         if let Some(m) = material {
             tags.push((MATERIAL_TAG, m));
         }
-        // Where the material lives, so an operator can find it without our own database.
-        let held = kept.map(|k| k.tag_value());
+        // Where the material lives, so an operator can find it without our own database. The
+        // tag names the material too: where KMS lists no descriptions (custody's fallback),
+        // this link must not rest on the rotation tag, which people edit.
+        let held = kept.map(|k| match material {
+            Some(m) => custody::hsm_tag_value(k, m),
+            None => k.tag_value(),
+        });
         if let Some(h) = &held {
             tags.push((HSM_OBJECT_TAG, h));
         }

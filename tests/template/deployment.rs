@@ -111,9 +111,10 @@ fn the_organization_variant_needs_the_organization_and_enters_only_its_accounts(
         );
         // Without the organization variant no evaluator may assume a member role.
         assert!(
-            account.role_statements(role).iter().all(|st| !strings(&st["Resource"])
+            account
+                .role_statements(role)
                 .iter()
-                .any(|r| r.ends_with(":role/kms-rotation-guard-member"))),
+                .all(|st| !strings(&st["Resource"]).iter().any(|r| r.ends_with(":role/kms-rotation-guard-member"))),
             "{role}"
         );
     }
