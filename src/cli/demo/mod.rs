@@ -27,6 +27,7 @@ use kms_rotation_guard::verdict::Compliance;
 use serde::Serialize;
 
 use super::exit::ExitStatus;
+use super::format::chosen;
 use emulators::{free_port, sdk, softhsm_token, start, tempdir, Service};
 use steps::{custody, evaluate, request, tag, write_report};
 
@@ -41,8 +42,12 @@ const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 #[derive(clap::Args)]
 #[command(after_help = "Run it through scripts/demo, which installs the emulators first.")]
 pub struct DemoArgs {
-    /// Print one JSON document (before, rotations, after) instead of tables.
-    #[arg(long)]
+    /// table (the steps and tables, for people) or json (one document: before, rotations,
+    /// after; the steps go to standard error).
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// Same as --format json (kept for older scripts).
+    #[arg(long, hide = true, conflicts_with = "format")]
     pub json: bool,
     /// Where scripts/setup installed the emulators.
     #[arg(long, env = "KRG_TOOLS", default_value = ".tools")]
@@ -52,7 +57,9 @@ pub struct DemoArgs {
     pub report_dir: PathBuf,
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<ExitStatus> {
+pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitStatus> {
+    // The demo's steps ask only "JSON or not"; the alias and --format agree from here on.
+    args.json = chosen(&args.format, args.json) == "json";
     let report = demo(&args).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
