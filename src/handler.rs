@@ -1,5 +1,8 @@
 //! One invocation of a rule, from parsed event to evaluations. Lambda binaries, the
 //! `evaluate` CLI and `scan` all run this code; there is no second implementation.
+//!
+//! It holds no presentation (the CLI and `audit` render its assessments); judging a key's
+//! protection is `verdict`'s.
 
 use std::collections::HashMap;
 use std::sync::Arc;

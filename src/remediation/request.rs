@@ -1,6 +1,6 @@
 //! The request contract: what the SSM Automation document sends the remediation function
-//! (security-account.yaml; tests/template.rs holds the fields to the document), parsed and
-//! checked before anything is looked up. No AWS call here: a bad payload is refused as
+//! (security-account.yaml; tests/template/remediation.rs holds the fields to the document),
+//! parsed and checked before anything is looked up. No AWS call here: a bad payload is refused as
 //! such, whatever the function's settings or the key's state.
 
 use serde_json::Value;

@@ -3,7 +3,7 @@
 //! SoftHSM, and a second evaluation showing what changed. Part of the CLI, never of the
 //! library: the Lambdas cannot reach it. It starts emulators and stops every one it started.
 //!
-//! Layout, chosen for what the emulators can do (README, "Emulator gaps"):
+//! Layout, chosen for what the emulators can do (docs/emulators.md):
 //! - LocalStack's KMS and STS play the security account holding the keys (BYOK import
 //!   works there), reached with per-service endpoints as `AWS_ENDPOINT_URL_KMS` would;
 //! - one moto server per workload account (dev, prod) plays RDS, DynamoDB, S3 and Config.
