@@ -47,15 +47,21 @@ pub async fn run_rule(rule: Rule) -> Result<(), lambda_runtime::Error> {
     crate::aws::prefer_single_ca_bundle();
     crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
+    // Organization variant (template.yaml): the one role this function enters member
+    // accounts with. Member credentials are cached in `aws` across warm invocations.
+    let execution_role: Option<Arc<str>> =
+        std::env::var("KRG_EXECUTION_ROLE_NAME").ok().filter(|v| !v.trim().is_empty()).map(|v| v.trim().into());
     serve(move |ev: LambdaEvent<Value>| {
-        let aws = aws.clone();
+        let (aws, execution_role) = (aws.clone(), execution_role.clone());
         async move {
             let deadline = tokio::time::Instant::now()
                 + ev.context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();
             // Failing the invocation makes Config retry; the cause goes to the log.
-            let outcome = crate::handler::handle(&aws, rule, ev.payload, chrono::Utc::now(), Some(deadline))
-                .await
-                .map_err(|e| Failed::of(&e))?;
+            let now = chrono::Utc::now();
+            let outcome =
+                crate::handler::handle_as(&aws, rule, ev.payload, now, Some(deadline), execution_role.as_deref())
+                    .await
+                    .map_err(|e| Failed::of(&e))?;
             Ok(json!({ "evaluations": outcome.evaluations.len() }))
         }
     })
@@ -206,8 +212,12 @@ pub async fn remediate(aws: &Aws, settings: &RemediationSettings, payload: Value
         // Restores material KMS lost (expired, or deleted): no rotation, no quota spent, and
         // only material the HSM kept can be imported again.
         let source = settings.source(aws).await?;
-        let request =
-            ReimportRequest { key: req.key_id.clone(), key_material_id: key_material_id.clone(), dry_run: false };
+        let request = ReimportRequest {
+            key: req.key_id.clone(),
+            key_material_id: key_material_id.clone(),
+            dry_run: false,
+            expiry: None,
+        };
         tracing::info!(key = %request.key, resource, material = key_material_id.as_deref().unwrap_or("all pending"), "re-import requested");
         let report = Rotator::new(aws, source).reimport(&request).await?;
         let mut out = serde_json::to_value(&report).map_err(|e| RemediationError::Refused(e.to_string()))?;

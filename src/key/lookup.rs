@@ -30,6 +30,9 @@ pub struct KeyReader<'a> {
     params: &'a RuleParams,
     own_account: String,
     clients: Mutex<HashMap<String, Arc<OnceCell<AccountClient>>>>,
+    /// Accounts whose keys are read with a client given by the caller (a member role in an
+    /// organization): their keys are same-account reads, like the own account's.
+    local: Mutex<std::collections::HashSet<String>>,
     /// One DescribeKey per distinct reference, whoever asks first; the others wait for it.
     by_reference: Mutex<HashMap<String, Arc<OnceCell<Arc<KeyLookup>>>>>,
     /// One set of optional reads per distinct key, however many spellings name it.
@@ -45,10 +48,24 @@ impl<'a> KeyReader<'a> {
             params,
             own_account: own_account.to_string(),
             clients: Mutex::new(HashMap::new()),
+            local: Mutex::new(std::collections::HashSet::new()),
             by_reference: Mutex::new(HashMap::new()),
             by_key: Mutex::new(HashMap::new()),
             in_flight: Semaphore::new(CONCURRENCY),
         }
+    }
+
+    /// Reads the keys of `account` with `kms` (a client acting in that account, e.g. through
+    /// an organization's member role) instead of the reader role or our own credentials.
+    /// Registered before the first lookup of that account's keys.
+    pub fn read_account_with(&self, account: &str, kms: aws_sdk_kms::Client) {
+        let cell = OnceCell::new_with(Some(Ok(kms)));
+        self.clients.lock().expect("client cache poisoned").insert(account.to_string(), Arc::new(cell));
+        self.local.lock().expect("local accounts poisoned").insert(account.to_string());
+    }
+
+    fn is_local(&self, account: &str) -> bool {
+        account == self.own_account || self.local.lock().expect("local accounts poisoned").contains(account)
     }
 
     /// Looks one reference up, once per invocation: a sweep calls this as each resource
@@ -106,6 +123,16 @@ impl<'a> KeyReader<'a> {
     /// The client that reads keys of `account`: our own credentials for our own account,
     /// else the key-reader role assumed in that account when one is configured.
     async fn client_for(&self, account: &str, partition: &str) -> Result<AccountClient, Error> {
+        let given = self
+            .clients
+            .lock()
+            .expect("client cache poisoned")
+            .get(account)
+            .filter(|_| self.is_local(account))
+            .cloned();
+        if let Some(client) = given.as_deref().and_then(OnceCell::get) {
+            return Ok(client.clone());
+        }
         let Some(role_arn) = self.reader_role_arn(account, partition).filter(|_| account != self.own_account) else {
             return Ok(Ok(self.aws.kms().clone()));
         };
@@ -185,7 +212,7 @@ impl<'a> KeyReader<'a> {
     }
 
     fn grant_hint(&self, account: &str, partition: &str) -> String {
-        match self.reader_role_arn(account, partition).filter(|_| account != self.own_account) {
+        match self.reader_role_arn(account, partition).filter(|_| !self.is_local(account)) {
             Some(role) => format!("grant it to {role} in the key policy"),
             None => "grant it to the evaluator role in the key policy and IAM policy".into(),
         }
@@ -193,7 +220,19 @@ impl<'a> KeyReader<'a> {
 
     /// The optional reads the verdict may need, skipped when it cannot depend on them.
     async fn complete(&self, mut f: KeyFacts) -> Result<KeyFacts, Error> {
-        if f.manager == KeyManager::Aws || f.state != "Enabled" {
+        if f.manager == KeyManager::Aws {
+            return Ok(f);
+        }
+        let cross_account = !self.is_local(&f.account) && self.params.key_reader_role_name.is_none();
+        if f.state == "PendingImport" && f.origin == "EXTERNAL" && !cross_account {
+            // Imported material expired or was deleted: the listing says which must come back.
+            let partition = f.key_arn.split(':').nth(1).unwrap_or("aws").to_string();
+            if let Ok(client) = self.client_for(&f.account, &partition).await? {
+                f.rotations = self.rotations(&client, &f).await?;
+            }
+            return Ok(f);
+        }
+        if f.state != "Enabled" {
             return Ok(f);
         }
         let partition = f.key_arn.split(':').nth(1).unwrap_or("aws").to_string();
@@ -204,7 +243,6 @@ impl<'a> KeyReader<'a> {
                 return Ok(f);
             }
         };
-        let cross_account = f.account != self.own_account && self.params.key_reader_role_name.is_none();
         if f.origin == "AWS_KMS" {
             f.auto_rotation = self.rotation_status(&client, &f).await?;
         }
@@ -225,10 +263,11 @@ impl<'a> KeyReader<'a> {
             let (tags, rotations) = tokio::join!(self.tags(&client, &f), self.rotations(&client, &f));
             f.tags = tags?;
             f.rotations = rotations?;
-        } else if self.params.verify_tag_against_kms {
+        } else if self.params.verify_tag_against_kms || expiry_needs_listing(&f) {
             let (tags, rotations) = tokio::join!(self.tags(&client, &f), self.rotations(&client, &f));
             f.tags = tags?;
             // Rotations only matter once the tag is readable; a denial of the tags decides.
+            // (An expiry is judged from DescribeKey's ValidTo alone when they are missing.)
             if matches!(f.tags, Fact::Known(_)) {
                 f.rotations = rotations?;
             }
@@ -323,6 +362,13 @@ impl<'a> KeyReader<'a> {
             _ => Err(failure.into_error(operation)),
         }
     }
+}
+
+/// Whether DescribeKey says some material expires: then the listing names which one. Its
+/// `ValidTo` is the earliest expiry of any permanently associated material (KeyMetadata), so
+/// without it (and without KEY_MATERIAL_EXPIRES) no material expires and the call is saved.
+fn expiry_needs_listing(f: &KeyFacts) -> bool {
+    f.origin == "EXTERNAL" && (f.valid_to.is_some() || f.expiration_model.as_deref() == Some("KEY_MATERIAL_EXPIRES"))
 }
 
 /// One ListKeyRotations entry as plain facts (no SDK types past this module).

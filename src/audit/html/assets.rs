@@ -1,7 +1,7 @@
 //! The page's own CSS and script: the only text on the page that is not escaped, and it
 //! holds nothing from AWS. The page works without the script.
 
-pub(super) const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 :root{--ok:#1e7b34;--ok-bg:#e6f4ea;--bad:#b3261e;--bad-bg:#fce8e6;--na:#6b7280;--na-bg:#eef0f3;--ink:#1f2933;--muted:#5f6b7a;--line:#dde2e8;--accent:#1d3557}
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--ink);background:#f6f7f9}
@@ -68,7 +68,7 @@ pre#payload{max-height:360px;overflow:auto;background:#f6f8fa;padding:10px;borde
 
 /// Sorting by column and text search. Without JS the tables keep their order (grouped by
 /// account and service) and the verdict filter still works.
-pub(super) const JS: &str = r#"
+pub(crate) const JS: &str = r#"
 (function(){
 var q=document.getElementById('search');q.hidden=false;
 q.addEventListener('input',function(){var t=q.value.toLowerCase();document.querySelectorAll('.resources tbody tr').forEach(function(r){r.style.display=r.textContent.toLowerCase().indexOf(t)<0?'none':''})});
