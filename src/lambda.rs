@@ -1,4 +1,8 @@
 //! The Lambda side: runtime loop, logging, one shared `Aws` per process.
+//!
+//! Glue only: what is compliant is decided in `handler`, what to rotate in `remediation`;
+//! this module reads the remediation function's settings and maps outcomes and errors to the
+//! Runtime API.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,12 +1,14 @@
 //! Rule parameters, as AWS Config passes them: a JSON object (itself sent as a string)
 //! whose values are usually strings. Unknown names are rejected, because a misspelt
 //! parameter silently falling back to its default would weaken the rule unnoticed.
+//!
+//! No AWS call; it validates the parameters, and the verdict reads them.
 
 use serde_json::Value;
 
 use crate::error::Error;
 
-/// The rule's knobs. Defaults match `rules/*.yaml` (checked by tests/template.rs).
+/// The rule's knobs. Defaults match `rules/*.yaml` (checked by tests/template/rules.rs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleParams {
     pub max_key_age_days: i64,

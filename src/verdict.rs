@@ -1,8 +1,10 @@
 //! The decision, and nothing else: protection + key facts + rule parameters + now → verdict.
 //!
 //! Pure and deterministic, so every branch is tested without a network. The order of the
-//! checks follows the rule's specification (README, "The verdict"); the first failing
+//! checks follows the rule's specification (docs/rules.md, "The verdict"); the first failing
 //! check decides, so an annotation names the most fundamental problem.
+//!
+//! No AWS types and no I/O: the facts come in as `key::KeyFacts`.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 

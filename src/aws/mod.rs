@@ -1,7 +1,6 @@
 //! One SDK configuration and one client per service, per process: built on first use and
 //! reused across Lambda invocations. Retries with backoff are the SDK's standard mode;
 //! here we only decide what a failure that survived them means.
-
 //!
 //! The parts: `classify` (what a failure means), `credentials` (assumed roles, cached per
 //! process), `counter` (request counts for tests and the benchmark), `ca_bundle` (the cold

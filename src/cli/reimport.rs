@@ -7,6 +7,7 @@ use kms_rotation_guard::aws::Aws;
 use kms_rotation_guard::rotation::{Expiration, ReimportRequest, Rotator};
 
 use super::exit::ExitStatus;
+use super::format::chosen;
 use super::hsm_args::{open_source, HsmArgs};
 
 /// Import kept material again (after expiry or DeleteImportedKeyMaterial): GetParametersForImport,
@@ -46,7 +47,11 @@ pub struct ReimportArgs {
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    #[arg(long)]
+    /// table (for people) or json (one document, for scripts).
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// Same as --format json (kept for older scripts).
+    #[arg(long, hide = true, conflicts_with = "format")]
     pub json: bool,
 }
 
@@ -60,6 +65,7 @@ pub async fn run(args: ReimportArgs) -> anyhow::Result<ExitStatus> {
         wrapping_algorithm,
         wrapping_key_spec,
         dry_run,
+        format,
         json,
     } = args;
     // Checked before the HSM is opened or a PIN read.
@@ -77,7 +83,7 @@ pub async fn run(args: ReimportArgs) -> anyhow::Result<ExitStatus> {
         .wrapping(wrapping_algorithm.map(|a| a.parse()).transpose()?, wrapping_key_spec.parse()?)
         .on_step(|step, text| eprintln!("==> {step:?}: {text}"));
     let report = rotator.reimport(&ReimportRequest { key, key_material_id, dry_run, expiry }).await?;
-    if json {
+    if chosen(&format, json) == "json" {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{report}");

@@ -1,6 +1,8 @@
 //! Reads key facts from KMS: one DescribeKey per distinct reference and one set of
 //! optional reads (tags, rotations, rotation status) per distinct key, however many
 //! resources share it. Denials become facts (findings); transient failures become errors.
+//!
+//! It never judges: what it could not read is a fact for the verdict, not a verdict.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -1,3 +1,5 @@
+//! The gate's pure decisions (`assess`, `finding_check`) and the stable error classes.
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};

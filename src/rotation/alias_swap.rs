@@ -1,4 +1,6 @@
 //! Alias-swap strategy: a new EXTERNAL key with the same policy and tags; the alias moves.
+//!
+//! It never deletes the old key: it stays Enabled, so old ciphertext decrypts.
 
 use super::*;
 

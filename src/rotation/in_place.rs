@@ -1,4 +1,6 @@
 //! In-place strategy: import NEW_KEY_MATERIAL, then RotateKeyOnDemand; key id and alias stay.
+//!
+//! It never deletes old material: it stays associated, so old ciphertext decrypts.
 
 use super::*;
 use crate::rotation::custody;

@@ -1,4 +1,6 @@
 //! What KMS lists for a key, and whether the HSM holds each material.
+//!
+//! Reads only.
 
 use super::*;
 use crate::rotation::custody::{locate, Custody, MaterialMap};

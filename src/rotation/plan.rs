@@ -1,4 +1,6 @@
 //! Plan: read the key, refuse what must not be rotated, and find where an earlier run stopped.
+//!
+//! Reads only; changes nothing.
 
 use super::*;
 use crate::rotation::custody;

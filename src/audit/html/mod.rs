@@ -5,7 +5,6 @@
 //! rows' JSON export (`super::json`) is embedded verbatim with its SHA-256, so that a copy
 //! can be checked against the JSON export. Every value from AWS goes through maud's
 //! escaping; the only unescaped text is this module's own CSS and script.
-
 //!
 //! The parts: this file folds the rows by key and lays out the page; `sections` renders the
 //! key-age picture and the two tables; `assets` holds the page's own CSS and script.

@@ -4,7 +4,7 @@
 //! report is the organization report (`estate::report`). Part of the CLI, never of the
 //! library: the Lambdas cannot reach it. It starts emulators and stops every one it started.
 //!
-//! Layout, chosen for what the emulators can do (README, "Emulator gaps"):
+//! Layout, chosen for what the emulators can do (docs/emulators.md):
 //! - LocalStack's KMS and STS play the security account holding the keys (BYOK import
 //!   works there), reached with per-service endpoints as `AWS_ENDPOINT_URL_KMS` would;
 //! - one moto server per workload account (dev, int, prod) plays RDS, DynamoDB, S3 and Config.
@@ -31,6 +31,7 @@ use kms_rotation_guard::verdict::Compliance;
 use serde::Serialize;
 
 use super::exit::ExitStatus;
+use super::format::chosen;
 use emulators::{free_port, sdk, softhsm_token, start, tempdir, Service};
 use steps::{custody, evaluate, request, tag, write_report};
 
@@ -47,8 +48,12 @@ const ENVIRONMENTS: [(&str, &str); 3] = [("dev", "222222222222"), ("int", "44444
 #[derive(clap::Args)]
 #[command(after_help = "Run it through scripts/demo, which installs the emulators first.")]
 pub struct DemoArgs {
-    /// Print one JSON document (before, rotations, after) instead of tables.
-    #[arg(long)]
+    /// table (the steps and tables, for people) or json (one document: before, rotations,
+    /// after; the steps go to standard error).
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// Same as --format json (kept for older scripts).
+    #[arg(long, hide = true, conflicts_with = "format")]
     pub json: bool,
     /// Where scripts/setup installed the emulators.
     #[arg(long, env = "KRG_TOOLS", default_value = ".tools")]
@@ -58,7 +63,9 @@ pub struct DemoArgs {
     pub report_dir: PathBuf,
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<ExitStatus> {
+pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitStatus> {
+    // The demo's steps ask only "JSON or not"; the alias and --format agree from here on.
+    args.json = chosen(&args.format, args.json) == "json";
     let report = demo(&args).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -15,7 +15,6 @@
 //! What a token can do is probed by doing it once with throwaway keys: tokens advertise
 //! mechanisms whose parameters they then reject (SoftHSM 2.6 lists `CKM_RSA_PKCS_OAEP` but only
 //! accepts SHA-1), so the mechanism list alone would promise algorithms that then fail.
-
 //!
 //! The parts: `token` (module, slot by label, login), `objects` (the key templates and the
 //! session objects of one operation), `wrap` (wrapping inside the token, and the probe of
