@@ -35,6 +35,9 @@ pub struct Aws {
     rds: OnceLock<aws_sdk_rds::Client>,
     dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
     s3: OnceLock<aws_sdk_s3::Client>,
+    cloudtrail: OnceLock<aws_sdk_cloudtrail::Client>,
+    ssm: OnceLock<aws_sdk_ssm::Client>,
+    sns: OnceLock<aws_sdk_sns::Client>,
     /// KMS clients acting as an assumed role, by role ARN, with the credentials' expiry:
     /// warm invocations reuse them instead of calling sts:AssumeRole each time.
     assumed: Mutex<BTreeMap<String, (aws_sdk_kms::Client, SystemTime)>>,
@@ -107,6 +110,9 @@ impl Aws {
             rds: OnceLock::new(),
             dynamodb: OnceLock::new(),
             s3: OnceLock::new(),
+            cloudtrail: OnceLock::new(),
+            ssm: OnceLock::new(),
+            sns: OnceLock::new(),
             assumed: Mutex::new(BTreeMap::new()),
         }
     }
@@ -284,6 +290,30 @@ impl Aws {
         })
     }
 }
+
+/// The runbook's clients (issue 22): CloudTrail (LookupEvents), SSM (Change Calendar) and SNS
+/// (the watcher's alert), built like the others: endpoint override and interceptors included.
+macro_rules! runbook_client {
+    ($name:ident, $krate:ident, $service:literal) => {
+        impl Aws {
+            pub fn $name(&self) -> &$krate::Client {
+                self.$name.get_or_init(|| {
+                    let mut b = $krate::config::Builder::from(&self.config);
+                    if let Some(url) = self.endpoint($service) {
+                        b = b.endpoint_url(url);
+                    }
+                    for i in self.interceptors() {
+                        b.push_interceptor(i);
+                    }
+                    $krate::Client::from_conf(b.build())
+                })
+            }
+        }
+    };
+}
+runbook_client!(cloudtrail, aws_sdk_cloudtrail, "cloudtrail");
+runbook_client!(ssm, aws_sdk_ssm, "ssm");
+runbook_client!(sns, aws_sdk_sns, "sns");
 
 /// What a failed call means for the verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

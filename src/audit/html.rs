@@ -427,7 +427,7 @@ fn resources(rows: &[AuditRow], keys: &[KeyView]) -> Markup {
     }
 }
 
-const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 :root{--ok:#1e7b34;--ok-bg:#e6f4ea;--bad:#b3261e;--bad-bg:#fce8e6;--na:#6b7280;--na-bg:#eef0f3;--ink:#1f2933;--muted:#5f6b7a;--line:#dde2e8;--accent:#1d3557}
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--ink);background:#f6f7f9}

@@ -59,6 +59,9 @@ pub const DATE_TAG: &str = "LastRotationDate";
 pub const MATERIAL_TAG: &str = crate::params::MATERIAL_ID_TAG;
 /// On a key: the HSM object holding its current material (token and `CKA_ID`).
 pub const HSM_OBJECT_TAG: &str = "KmsRotationGuardHsmObject";
+/// On a key: the change ticket (e.g. `CHG-1234`) of the campaign that rotated it, so an
+/// auditor can go from the ticket to the keys and back (issue 22).
+pub const CHANGE_ID_TAG: &str = "KmsRotationGuardChangeId";
 /// The encryption context of every verification Encrypt/Decrypt. The rotation role may use
 /// Encrypt and Decrypt only under it, so it can never decrypt application data.
 pub const PROBE_CONTEXT: (&str, &str) = ("kms-rotation-guard:probe", "verification");
@@ -130,6 +133,9 @@ pub struct RotationRequest {
     pub date_tag: String,
     /// Only rotate keys carrying this tag with this value (a guard for automation).
     pub required_tag: Option<(String, String)>,
+    /// The change ticket this rotation belongs to: written into the record, the key's
+    /// [`CHANGE_ID_TAG`] and the audit line.
+    pub change_id: Option<String>,
     /// Tests only: stop with [`RotationError::Interrupted`] right after this step.
     #[doc(hidden)]
     pub stop_after: Option<Step>,
@@ -147,6 +153,7 @@ impl RotationRequest {
             reevaluate: vec![],
             date_tag: DATE_TAG.to_string(),
             required_tag: None,
+            change_id: None,
             stop_after: None,
         }
     }
@@ -237,6 +244,9 @@ pub struct RotationRecord {
     pub quota_left: Option<u32>,
     pub resumed: bool,
     pub duration_ms: u128,
+    /// The change ticket of the campaign that ran this rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -439,6 +449,7 @@ impl<'a> Rotator<'a> {
             }),
             resumed,
             duration_ms: started.elapsed().as_millis(),
+            change_id: req.change_id.clone(),
         };
         // The audit line: one structured record of who rotated what, where and how.
         tracing::info!(
@@ -454,6 +465,7 @@ impl<'a> Rotator<'a> {
             host = %hostname(),
             resumed = record.resumed,
             duration_ms = record.duration_ms as u64,
+            change_id = record.change_id.as_deref().unwrap_or("none"),
             "key material rotated"
         );
         if !req.reevaluate.is_empty() {

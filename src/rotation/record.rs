@@ -29,6 +29,9 @@ impl Rotator<'_> {
         if let Some(h) = &held {
             tags.push((HSM_OBJECT_TAG, h));
         }
+        if let Some(c) = &req.change_id {
+            tags.push((CHANGE_ID_TAG, c));
+        }
         self.tag(key, &tags).await?;
         // Our own bookkeeping tag, not key material: removing it deletes nothing of value.
         self.kms()

@@ -467,6 +467,18 @@ impl KeyMaterialSource for Pkcs11Source {
         Ok(self.kept(key_arn, key_material_id))
     }
 
+    fn destroy_kept(&self, key_arn: &str) -> Result<Vec<KeptMaterial>, HsmError> {
+        let session = self.session();
+        let mut destroyed = Vec::new();
+        // The exact label only: related multi-Region keys share a key id, not a retirement.
+        for (handle, label, id) in self.kept_objects(&session)?.into_iter().filter(|(_, l, _)| l == key_arn) {
+            session.destroy_object(handle).map_err(pkcs11("C_DestroyObject (retired key material)"))?;
+            tracing::info!(target: "audit", token = %self.label, key = %label, material = %id, "destroyed the kept key material of a deleted KMS key");
+            destroyed.push(self.kept(&label, &id));
+        }
+        Ok(destroyed)
+    }
+
     fn kept_materials(&self, key_arn: &str) -> Result<Vec<KeptMaterial>, HsmError> {
         let session = self.session();
         Ok(self
