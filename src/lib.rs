@@ -21,6 +21,7 @@ pub mod report;
 pub mod resource;
 pub mod rotation;
 pub mod rule;
+pub mod runbook;
 pub mod verdict;
 
 pub use error::Error;
