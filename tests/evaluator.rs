@@ -104,7 +104,7 @@ async fn evaluate_cli_gives_the_expected_verdict_for_every_sample_event() {
             &[("db-LEGACYREPORTS2X4K7ZQ5T3W6YH", "NON_COMPLIANT", "storage encryption is off")],
         ),
         // moto gives every DB instance the same DbiResourceId, so the sweep is checked by
-        // verdict, not by id (see README, emulator gaps).
+        // verdict, not by id (see docs/emulators.md).
         ("rds-periodic.json", &[("*", "COMPLIANT", "30 days ago, next due"), ("*", "NON_COMPLIANT", ": tag says")]),
         ("s3-bucket-aws-managed-key.json", &[("exports-prod", "NON_COMPLIANT", "alias/aws/s3 is AWS-managed")]),
         ("s3-bucket-change.json", &[("invoices-prod", "NON_COMPLIANT", "days ago, limit 365 days")]),

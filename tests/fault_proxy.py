@@ -1,6 +1,6 @@
 """mitmproxy addon: injects AWS-shaped faults into a fraction of requests.
 
-Run in front of a moto server (tests/faults.rs does this):
+Run in front of a moto server (tests/faults/ does this):
 
     mitmdump -q --mode reverse:http://127.0.0.1:<moto port> \
         --listen-host 127.0.0.1 --listen-port <port> -s tests/fault_proxy.py \

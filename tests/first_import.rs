@@ -10,9 +10,8 @@
 
 mod common;
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use aws_sdk_kms::types::OriginType;
 use chrono::Utc;
@@ -33,31 +32,26 @@ const ACCOUNT: &str = "000000000000";
 struct Proxy {
     child: Child,
     endpoint: String,
+    /// mitmproxy's home (its CA) and output (`mitmdump.log`).
+    _dir: tempdir::TempDir,
 }
 
 impl Proxy {
     fn start(target: &str, answers: &Value) -> Proxy {
         let port = free_port();
-        let dir = root().join("target/tmp");
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut child = Command::new(tool("venv", "mitmdump"))
-            .args(["-q", "--mode", &format!("reverse:{target}")])
+        let dir = tempdir::TempDir::new("first-import-proxy");
+        let log = dir.path().join("mitmdump.log");
+        let mut cmd = Command::new(tool("venv", "mitmdump"));
+        cmd.args(["-q", "--mode", &format!("reverse:{target}")])
             .args(["--listen-host", "127.0.0.1", "--listen-port", &port.to_string()])
             .args(["-s", root().join("tests/fault_proxy.py").to_str().unwrap()])
             .args(["--set", "keep_host_header=true", "--set", "fault_rate=0"])
             .args(["--set", &format!("aws_errors={answers}")])
-            .env("HOME", &dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start mitmdump");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(child.try_wait().unwrap().is_none(), "mitmdump exited early");
-            assert!(start.elapsed() < Duration::from_secs(30), "mitmdump did not listen within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Proxy { child, endpoint: format!("http://127.0.0.1:{port}") }
+            .env("HOME", dir.path());
+        output_to(&mut cmd, &log);
+        let mut child = cmd.spawn().expect("start mitmdump");
+        wait_for_port(port, &mut child, "mitmdump", &log, Duration::from_secs(30));
+        Proxy { child, endpoint: format!("http://127.0.0.1:{port}"), _dir: dir }
     }
 }
 
@@ -86,7 +80,7 @@ async fn a_first_import_days_after_create_key_passes_the_rule() {
     let direct = Aws::new(sdk_config(&ls.endpoint, static_creds()).await);
     let created = direct.kms().create_key().origin(OriginType::External).send().await.unwrap();
     let id = created.key_metadata().unwrap().key_id().to_string();
-    // LocalStack refuses RSA_AES_KEY_WRAP_SHA_1, which AWS accepts (README, emulator gaps).
+    // LocalStack refuses RSA_AES_KEY_WRAP_SHA_1, which AWS accepts (docs/emulators.md).
     let request = RotationRequest {
         wrapping_algorithm: Some(WrappingAlgorithm::RsaesOaepSha1),
         wrapping_key_spec: WrappingKeySpec::Rsa2048,

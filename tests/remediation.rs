@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 /// The function's environment as security-account.yaml sets it. The PIN secret is never
 /// read here: the SoftHSM session is handed in. LocalStack refuses RSA_AES_KEY_WRAP_SHA_1
-/// (README, emulator gaps), so the wrapping algorithm is pinned as an operator can.
+/// (docs/emulators.md), so the wrapping algorithm is pinned as an operator can.
 fn vars(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
     let mut m: BTreeMap<String, String> = [
         ("KRG_HSM", "pkcs11"),

@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -27,25 +27,22 @@ use serde_json::{json, Value};
 struct Emulator {
     child: Child,
     port: u16,
+    /// Holds its output (`cargo-lambda.log`).
+    _dir: tempdir::TempDir,
 }
 
 impl Emulator {
     fn start() -> Emulator {
         let port = free_port();
-        let mut child = Command::new(tool("cargo-lambda-venv", "cargo-lambda"))
-            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
-            .current_dir(root())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start cargo lambda watch");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(child.try_wait().unwrap().is_none(), "cargo lambda watch exited early");
-            assert!(start.elapsed() < Duration::from_secs(30), "cargo lambda watch did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Emulator { child, port }
+        let dir = tempdir::TempDir::new("cargo-lambda");
+        let log = dir.path().join("cargo-lambda.log");
+        let mut cmd = Command::new(tool("cargo-lambda-venv", "cargo-lambda"));
+        cmd.args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
+            .current_dir(root());
+        output_to(&mut cmd, &log);
+        let mut child = cmd.spawn().expect("start cargo lambda watch");
+        wait_for_port(port, &mut child, "cargo lambda watch", &log, Duration::from_secs(30));
+        Emulator { child, port, _dir: dir }
     }
 
     /// Invokes `function` synchronously: (HTTP status, parsed body).

@@ -50,15 +50,47 @@ pub fn free_port() -> u16 {
     }
 }
 
-fn wait_for_port(port: u16, child: &mut Child, what: &str, limit: Duration) {
+/// Sends a child's stdout and stderr to `log`, a file in the test's temporary directory, so
+/// that a failure to start can show what the emulator said (`wait_until_ready`).
+pub fn output_to<'a>(cmd: &'a mut Command, log: &Path) -> &'a mut Command {
+    let out = std::fs::File::create(log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+    let err = out.try_clone().expect("log file handle");
+    cmd.stdout(out).stderr(err)
+}
+
+/// The last `n` lines of an emulator's output, for a failure message.
+pub fn output_tail(log: &Path, n: usize) -> String {
+    let text = std::fs::read(log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(n)..].join("\n");
+    if tail.trim().is_empty() {
+        "(no output)".into()
+    } else {
+        tail
+    }
+}
+
+/// Waits until `ready()` holds. If `child` exits first, or `limit` passes, fails the test
+/// with the last 30 lines of the emulator's output (`log`, written through `output_to`).
+pub fn wait_until_ready(child: &mut Child, what: &str, log: &Path, limit: Duration, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited early with {status}");
+    loop {
+        if ready() {
+            return;
         }
-        assert!(start.elapsed() < limit, "{what} did not listen on {port} within {limit:?}");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early with {status}; the last lines of its output:\n{}", output_tail(log, 30));
+        }
+        if start.elapsed() >= limit {
+            panic!("{what} was not ready within {limit:?}; the last lines of its output:\n{}", output_tail(log, 30));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Waits until `port` accepts connections (see `wait_until_ready`).
+pub fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path, limit: Duration) {
+    wait_until_ready(child, what, log, limit, || TcpStream::connect(("127.0.0.1", port)).is_ok());
 }
 
 /// A moto server on a free port; killed when dropped.
@@ -66,6 +98,8 @@ pub struct Moto {
     child: Child,
     pub port: u16,
     pub endpoint: String,
+    /// Holds the server's output (`moto.log`).
+    _dir: tempdir::TempDir,
 }
 
 impl Moto {
@@ -76,14 +110,17 @@ impl Moto {
     /// `account` pins the server's default account (MOTO_ACCOUNT_ID).
     pub fn start_in(account: Option<&str>) -> Moto {
         let port = free_port();
+        let dir = tempdir::TempDir::new("moto");
+        let log = dir.path().join("moto.log");
         let mut cmd = Command::new(tool("venv", "moto_server"));
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        output_to(&mut cmd, &log);
         if let Some(a) = account {
             cmd.env("MOTO_ACCOUNT_ID", a);
         }
         let mut child = cmd.spawn().expect("start moto_server");
-        wait_for_port(port, &mut child, "moto_server", Duration::from_secs(30));
-        Moto { child, port, endpoint: format!("http://127.0.0.1:{port}") }
+        wait_for_port(port, &mut child, "moto_server", &log, Duration::from_secs(30));
+        Moto { child, port, endpoint: format!("http://127.0.0.1:{port}"), _dir: dir }
     }
 
     /// Environment for a child process (the CLI) to reach this server.
@@ -170,33 +207,27 @@ impl LocalStack {
         use std::os::unix::process::CommandExt;
         let port = free_port();
         let state = tempdir::TempDir::new("localstack");
-        let mut child = Command::new(tool("ls-venv", "python"))
-            .args(["-m", "localstack.runtime.main"])
+        let log = state.path().join("localstack.log");
+        let mut cmd = Command::new(tool("ls-venv", "python"));
+        cmd.args(["-m", "localstack.runtime.main"])
             .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
             .env("SERVICES", "kms,sts")
             .env("FILESYSTEM_ROOT", state.path())
             .env("LOCALSTACK_CLI", "0")
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start LocalStack");
-        wait_for_port(port, &mut child, "LocalStack", Duration::from_secs(60));
+            .process_group(0);
+        output_to(&mut cmd, &log);
+        let mut child = cmd.spawn().expect("start LocalStack");
+        wait_for_port(port, &mut child, "LocalStack", &log, Duration::from_secs(60));
         let endpoint = format!("http://127.0.0.1:{port}");
-        // The port opens before KMS is served: wait until a KMS call answers.
-        let start = Instant::now();
-        loop {
-            let ok = Command::new("curl")
-                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("{endpoint}/_localstack/health")])
+        // The port opens before KMS is served: wait until the health endpoint answers.
+        let health = format!("{endpoint}/_localstack/health");
+        wait_until_ready(&mut child, "LocalStack", &log, Duration::from_secs(60), || {
+            Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &health])
                 .output()
                 .map(|o| o.stdout == b"200")
-                .unwrap_or(false);
-            if ok {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "LocalStack did not become healthy");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                .unwrap_or(false)
+        });
         LocalStack { child, endpoint, _state: state }
     }
 }

@@ -1,0 +1,202 @@
+//! IAM least privilege; who may read keys and who may invoke the rotation.
+
+use crate::cfn::*;
+use crate::support::*;
+
+// ---------------------------------------------------------------------------------------
+// (c) IAM
+
+#[test]
+fn iam_is_least_privilege() {
+    let mut problems = Vec::new();
+    for name in [WORKLOAD_TEMPLATE, SECURITY_TEMPLATE] {
+        let t = template(name);
+        let sts = statements(&t);
+        assert!(!sts.is_empty(), "{name}: no IAM statements found");
+        let binaries = function_binaries(&t);
+        let evaluator_roles: BTreeSet<String> = binaries
+            .iter()
+            .filter(|(_, b)| b.as_str() != ROTATION_BINARY)
+            .map(|(id, _)| function_role(resource(&t, id)))
+            .collect();
+        let rotation_role =
+            binaries.iter().find(|(_, b)| b.as_str() == ROTATION_BINARY).map(|(id, _)| function_role(resource(&t, id)));
+
+        for s in &sts {
+            let at = format!("{name}: {}/{}", s.role, s.policy);
+            let star = s.resources.iter().any(|r| r == "*");
+            for a in &s.actions {
+                if a.contains('*') {
+                    problems.push(format!("{at}: wildcard action {a}"));
+                }
+                let kms = a.starts_with("kms:");
+                if kms && star {
+                    let allowed = KMS_WITHOUT_RESOURCE_LEVEL.contains(&a.as_str())
+                        && Some(&s.role) == rotation_role.as_ref()
+                        && s.actions.len() == 1
+                        && (a != "kms:CreateKey" || s.has_condition);
+                    if !allowed {
+                        problems.push(format!("{at}: {a} on Resource \"*\""));
+                    }
+                }
+                if FORBIDDEN_KMS.contains(&a.as_str()) {
+                    problems.push(format!("{at}: destructive {a}"));
+                }
+                if kms && evaluator_roles.contains(&s.role) && !is_kms_read(a) {
+                    problems.push(format!("{at}: evaluator holds KMS write action {a}"));
+                }
+                if a == "sts:AssumeRole" && (star || s.resources.iter().any(|r| !r.contains(":role/"))) {
+                    problems.push(format!("{at}: sts:AssumeRole must name a role: {:?}", s.resources));
+                }
+                if evaluator_roles.contains(&s.role) && a == "config:StartConfigRulesEvaluation" {
+                    problems.push(format!("{at}: evaluators do not need {a}"));
+                }
+            }
+            if star && s.resources.len() > 1 {
+                problems.push(format!("{at}: \"*\" mixed with ARNs"));
+            }
+        }
+
+        // KMS of evaluators: only on the security account's and this account's keys.
+        for s in sts.iter().filter(|s| evaluator_roles.contains(&s.role)) {
+            if s.actions.iter().any(|a| a.starts_with("kms:")) {
+                for r in &s.resources {
+                    let ok = r == "arn:${AWS::Partition}:kms:*:${SecurityAccountId}:key/*"
+                        || r == "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*";
+                    if !ok {
+                        problems.push(format!("{name}: {}: KMS resource {r}", s.role));
+                    }
+                }
+            }
+        }
+        // The key-reader role (security account) is read-only on this account's keys.
+        for s in sts.iter().filter(|s| s.role == "KeyReaderRole") {
+            for a in &s.actions {
+                if !(a.starts_with("kms:") && is_kms_read(a)) {
+                    problems.push(format!("{name}: KeyReaderRole holds {a}"));
+                }
+            }
+            for r in &s.resources {
+                if r != "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*" {
+                    problems.push(format!("{name}: KeyReaderRole resource {r}"));
+                }
+            }
+        }
+        // Managed policies: only Lambda's own execution policies.
+        for (role, r) in resources_of_type(&t, "AWS::IAM::Role") {
+            for m in flat_list(&r["Properties"]["ManagedPolicyArns"]) {
+                let arn = string_or_sub(m);
+                if !(arn.ends_with(":policy/service-role/AWSLambdaBasicExecutionRole")
+                    || arn.ends_with(":policy/service-role/AWSLambdaVPCAccessExecutionRole"))
+                {
+                    problems.push(format!("{name}: {role} has managed policy {arn}"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "IAM problems:\n  {}", problems.join("\n  "));
+}
+
+// ---------------------------------------------------------------------------------------
+// (c2) who may read, who may invoke (issue 12)
+
+#[test]
+fn key_reader_trusts_exactly_the_evaluator_roles() {
+    let w = template(WORKLOAD_TEMPLATE);
+    let s = template(SECURITY_TEMPLATE);
+    let evaluator_names: BTreeSet<String> = resources_of_type(&w, "AWS::IAM::Role")
+        .into_iter()
+        .filter(|(role, _)| {
+            function_binaries(&w).iter().any(|(id, b)| b != ROTATION_BINARY && function_role(resource(&w, id)) == *role)
+        })
+        .map(|(role, r)| {
+            let name = sub_string(&r["Properties"]["RoleName"])
+                .unwrap_or_else(|| panic!("{role}: RoleName must be deterministic (!Sub)"));
+            assert!(name.replace("${AWS::Region}", LONGEST_REGION).len() <= 64, "{role}: role name too long");
+            name.replace("${AWS::Region}", REGION)
+        })
+        .collect();
+    assert_eq!(evaluator_names.len(), 3, "three evaluator roles");
+
+    for org in ["", "o-abcdefghij"] {
+        let cfn = Cfn::new(&s, &[("WorkloadAccountIds", "111111111111,222222222222"), ("OrganizationId", org)]);
+        let role = cfn.eval(resource(&s, "KeyReaderRole"));
+        let st = seq(&role["Properties"]["AssumeRolePolicyDocument"]["Statement"]);
+        assert_eq!(st.len(), 1, "one trust statement");
+        assert_eq!(strings(&st[0]["Principal"]["AWS"]), ["111111111111", "222222222222"], "trusted accounts");
+        let c = &st[0]["Condition"];
+        let arns = strings(&c["ArnEquals"]["aws:PrincipalArn"]);
+        assert!(arns.iter().all(|a| !a.contains('*') && !a.contains('?')), "exact role ARNs, no wildcards: {arns:?}");
+        let names: BTreeSet<String> = arns
+            .iter()
+            .map(|a| {
+                a.strip_prefix("arn:aws:iam::${aws:PrincipalAccount}:role/")
+                    .unwrap_or_else(|| panic!("the caller's own account, by policy variable: {a}"))
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, evaluator_names, "trusted role names = the evaluator roles of template.yaml");
+        let org_ids = strings(&c["StringEquals"]["aws:PrincipalOrgID"]);
+        if org.is_empty() {
+            assert!(org_ids.is_empty(), "no organization condition without OrganizationId");
+        } else {
+            assert_eq!(org_ids, [org], "aws:PrincipalOrgID when OrganizationId is given");
+        }
+    }
+
+    // Reads are scoped to guarded keys when a guard tag is set.
+    for (guard, want) in [("enabled", Some("enabled")), ("", None)] {
+        let cfn = Cfn::new(&s, &[("WorkloadAccountIds", "111111111111"), ("RotatableKeyTagValue", guard)]);
+        for st in cfn.role_statements("KeyReaderRole") {
+            let tag = st["Condition"]["StringEquals"][format!("aws:ResourceTag/{GUARD_TAG}").as_str()].as_str();
+            assert_eq!(tag, want, "KeyReaderRole reads with RotatableKeyTagValue={guard:?}: {st:?}");
+        }
+    }
+    assert_eq!(parameter_default(&s, "KeyReaderRoleName").as_deref(), Some("kms-rotation-guard-key-reader"));
+}
+
+#[test]
+fn rotation_is_invoked_only_by_each_workload_remediation_role() {
+    let w = template(WORKLOAD_TEMPLATE);
+    let s = template(SECURITY_TEMPLATE);
+    let remediation = sub_string(&resource(&w, "RemediationRole")["Properties"]["RoleName"]).unwrap().to_string();
+    // Nothing grants the function to everyone, to an organization or to a whole account.
+    for (id, p) in resources_of_type(&s, "AWS::Lambda::Permission") {
+        let p = &p["Properties"];
+        assert!(p["PrincipalOrgID"].is_null(), "{id}: PrincipalOrgID grant");
+        assert_ne!(p["Principal"].as_str(), Some("*"), "{id}: Principal \"*\"");
+    }
+    let rotation_fn = function_for_binary(&s, ROTATION_BINARY);
+    for n in [1usize, 3, 20] {
+        let ids: Vec<String> = (0..n).map(|i| format!("{:012}", 100000000000u64 + i as u64)).collect();
+        let cfn = Cfn::new(&s, &[("WorkloadAccountIds", &ids.join(","))]);
+        let grants: BTreeSet<String> = cfn
+            .resources_of_type("AWS::Lambda::Permission")
+            .into_iter()
+            .filter(|(_, p)| p["Properties"]["FunctionName"].as_str() == Some(&format!("{rotation_fn}.Arn")))
+            .map(|(id, p)| {
+                assert_eq!(p["Properties"]["Action"].as_str(), Some("lambda:InvokeFunction"), "{id}");
+                p["Properties"]["Principal"].as_str().unwrap().to_string()
+            })
+            .collect();
+        let want: BTreeSet<String> = ids
+            .iter()
+            .map(|a| format!("arn:aws:iam::{a}:role/{}", remediation.replace("${AWS::Region}", REGION)))
+            .collect();
+        assert_eq!(grants, want, "{n} workload accounts: one grant each, to its remediation role");
+    }
+    // Without rotation, no grant at all.
+    let cfn = Cfn::new(&s, &[("WorkloadAccountIds", "111111111111"), ("EnableRotation", "false")]);
+    assert!(cfn.resources_of_type("AWS::Lambda::Permission").is_empty(), "EnableRotation=false: no grants");
+}
+
+#[test]
+fn automatic_remediation_attempts_are_few() {
+    let w = template(WORKLOAD_TEMPLATE);
+    for (id, x) in resources_of_type(&w, "AWS::Config::RemediationConfiguration") {
+        let p = ref_name(&x["Properties"]["MaximumAutomaticAttempts"]).expect("from a parameter");
+        let default: u32 = parameter_default(&w, p).unwrap().parse().unwrap();
+        let max: u32 = scalar_string(&w["Parameters"][p]["MaxValue"]).expect("MaxValue").parse().unwrap();
+        assert!(default <= 3 && max <= 3, "{id}: {p} default {default}, MaxValue {max}: at most 3");
+    }
+}

@@ -1,0 +1,174 @@
+//! Reaching the HSM: subnets, security groups, endpoints, the PKCS#11 layer.
+
+use crate::cfn::*;
+use crate::support::*;
+
+// ---------------------------------------------------------------------------------------
+// (g) reaching the HSM
+
+#[test]
+fn subnets_bring_the_hsm_security_group_and_the_endpoints() {
+    let s = template(SECURITY_TEMPLATE);
+    let vpc = [
+        ("WorkloadAccountIds", "111111111111"),
+        ("SubnetIds", "subnet-1,subnet-2"),
+        ("VpcId", "vpc-1"),
+        ("HsmSecurityGroupId", "sg-cluster"),
+    ];
+    let cfn = Cfn::new(&s, &vpc);
+    let endpoints: BTreeSet<String> = cfn
+        .resources_of_type("AWS::EC2::VPCEndpoint")
+        .into_iter()
+        .map(|(id, e)| {
+            let p = &e["Properties"];
+            assert_eq!(p["VpcEndpointType"].as_str(), Some("Interface"), "{id}");
+            assert_eq!(strings(&p["SubnetIds"]), ["subnet-1", "subnet-2"], "{id}: subnets");
+            assert_eq!(p["PrivateDnsEnabled"].as_bool(), Some(true), "{id}: private DNS");
+            p["ServiceName"].as_str().unwrap().strip_prefix(&format!("com.amazonaws.{REGION}.")).unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        endpoints,
+        ["config", "kms", "logs", "secretsmanager", "sts"].into_iter().map(String::from).collect(),
+        "interface endpoints"
+    );
+    let function = cfn.eval(resource(&s, &function_for_binary(&s, ROTATION_BINARY)));
+    let vc = &function["Properties"]["VpcConfig"];
+    assert_eq!(strings(&vc["SubnetIds"]), ["subnet-1", "subnet-2"]);
+    let groups = strings(&vc["SecurityGroupIds"]);
+    assert_eq!(groups.len(), 1, "the stack's own group: {groups:?}");
+    let group = groups[0].strip_prefix("ref:").unwrap().to_string();
+    // The group's rules: the HSM ports to the cluster's group, HTTPS to the endpoints.
+    let egress: Vec<Value> = cfn
+        .resources_of_type("AWS::EC2::SecurityGroupEgress")
+        .into_iter()
+        .map(|(_, r)| r["Properties"].clone())
+        .filter(|p| p["GroupId"].as_str() == Some(&format!("ref:{group}")))
+        .collect();
+    let to_hsm = egress
+        .iter()
+        .find(|p| p["DestinationSecurityGroupId"].as_str() == Some("sg-cluster"))
+        .expect("egress to the CloudHSM cluster");
+    assert_eq!(
+        (scalar_string(&to_hsm["FromPort"]), scalar_string(&to_hsm["ToPort"])),
+        (Some("2223".into()), Some("2225".into()))
+    );
+    assert_eq!(to_hsm["IpProtocol"].as_str(), Some("tcp"));
+    let ingress = cfn
+        .resources_of_type("AWS::EC2::SecurityGroupIngress")
+        .into_iter()
+        .find(|(_, r)| r["Properties"]["GroupId"].as_str() == Some("sg-cluster"))
+        .expect("the cluster admits the function");
+    assert_eq!(ingress.1["Properties"]["SourceSecurityGroupId"].as_str(), Some(format!("ref:{group}").as_str()));
+    assert!(egress.iter().all(|p| scalar_string(&p["FromPort"]) != Some("-1".into())), "no all-ports egress");
+    let own = cfn.eval(resource(&s, &group));
+    for rule in seq(&own["Properties"]["SecurityGroupEgress"]) {
+        assert_eq!(
+            rule["CidrIp"].as_str(),
+            Some("255.255.255.255/32"),
+            "{group}: inline egress only replaces allow-all"
+        );
+    }
+
+    // Without subnets: nothing of it.
+    let cfn = Cfn::new(&s, &[("WorkloadAccountIds", "111111111111"), ("EnableRotation", "false")]);
+    for ty in ["AWS::EC2::VPCEndpoint", "AWS::EC2::SecurityGroup", "AWS::EC2::SecurityGroupEgress"] {
+        assert!(cfn.resources_of_type(ty).is_empty(), "{ty} without SubnetIds");
+    }
+}
+
+/// The Rules section's assertions that fail for these parameters (their descriptions).
+fn failed_rules(t: &Value, overrides: &[(&str, &str)]) -> Vec<String> {
+    let cfn = Cfn::new(t, overrides);
+    let mut failed = Vec::new();
+    for (name, rule) in t["Rules"].as_mapping().into_iter().flatten() {
+        let applies = rule["RuleCondition"].is_null() || cfn.truth(&rule["RuleCondition"]);
+        if !applies {
+            continue;
+        }
+        for a in seq(&rule["Assertions"]) {
+            if !cfn.truth(&a["Assert"]) {
+                failed.push(format!("{}: {}", name.as_str().unwrap(), a["AssertDescription"].as_str().unwrap_or("")));
+            }
+        }
+    }
+    failed
+}
+
+#[test]
+fn rotation_without_layer_or_subnets_fails_fast() {
+    let s = template(SECURITY_TEMPLATE);
+    let complete = [
+        ("WorkloadAccountIds", "111111111111"),
+        ("HsmLayerArn", "arn:aws:lambda:eu-west-1:111111111111:layer:cloudhsm-pkcs11:3"),
+        ("SubnetIds", "subnet-1"),
+        ("VpcId", "vpc-1"),
+        ("HsmSecurityGroupId", "sg-cluster"),
+        ("PinSecretArn", "arn:aws:secretsmanager:eu-west-1:111111111111:secret:hsm-pin-AbCdEf"),
+    ];
+    assert_eq!(failed_rules(&s, &complete), Vec::<String>::new(), "complete parameters deploy");
+    for (missing, what) in [
+        ("HsmLayerArn", "HsmLayerArn"),
+        ("SubnetIds", "SubnetIds"),
+        ("PinSecretArn", "PinSecretArn"),
+        ("VpcId", "VpcId"),
+        ("HsmSecurityGroupId", "HsmSecurityGroupId"),
+    ] {
+        let params: Vec<(&str, &str)> =
+            complete.iter().map(|&(k, v)| if k == missing { (k, "") } else { (k, v) }).collect();
+        let failed = failed_rules(&s, &params);
+        assert!(failed.iter().any(|f| f.contains(what)), "without {missing} the stack must refuse: {failed:?}");
+    }
+    // On-premises HSM: a CIDR instead of the cluster's group.
+    let onprem: Vec<(&str, &str)> = complete
+        .iter()
+        .map(|&(k, v)| if k == "HsmSecurityGroupId" { ("HsmCidr", "10.20.0.0/24") } else { (k, v) })
+        .collect();
+    assert!(failed_rules(&s, &onprem).is_empty(), "HsmCidr is enough");
+    // Evaluation only: nothing required.
+    assert!(failed_rules(&s, &[("WorkloadAccountIds", "111111111111"), ("EnableRotation", "false")]).is_empty());
+    assert!(!failed_rules(&s, &[("WorkloadAccountIds", "111111111111")]).is_empty(), "defaults alone must refuse");
+}
+
+#[test]
+fn hsm_layer_script_packages_a_pkcs11_module() {
+    let module = Path::new("/usr/lib/softhsm/libsofthsm2.so");
+    assert!(module.exists(), "SoftHSM2 missing: run scripts/setup");
+    let dir = std::env::temp_dir().join(format!("krg-layer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("pkg/opt/vendor/lib")).unwrap();
+    std::fs::copy(module, dir.join("pkg/opt/vendor/lib/libvendor_pkcs11.so")).unwrap();
+    let tgz = dir.join("vendor-pkcs11.tar.gz");
+    let st = Command::new("tar").args(["czf"]).arg(&tgz).args(["-C"]).arg(dir.join("pkg")).arg("opt").status().unwrap();
+    assert!(st.success());
+    let host = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "x86_64",
+    };
+    let other = if host == "arm64" { "x86_64" } else { "arm64" };
+    let run = |arch: &str, out: &Path| {
+        Command::new(root().join("scripts/build-hsm-layer"))
+            .arg(&tgz)
+            .args(["--arch", arch, "--out"])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let zip = dir.join("layer.zip");
+    let ok = run(host, &zip);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "build-hsm-layer failed: {stdout}{}", String::from_utf8_lossy(&ok.stderr));
+    let listing = Command::new(python())
+        .args(["-c", "import sys, zipfile; print('\\n'.join(zipfile.ZipFile(sys.argv[1]).namelist()))"])
+        .arg(&zip)
+        .output()
+        .unwrap();
+    let files = String::from_utf8_lossy(&listing.stdout).to_string();
+    assert!(files.lines().any(|l| l == "vendor/lib/libvendor_pkcs11.so"), "layer paths are /opt-relative: {files}");
+    assert!(stdout.contains("/opt/vendor/lib/libvendor_pkcs11.so"), "prints the Pkcs11ModulePath: {stdout}");
+    // A library for the wrong architecture is refused (the functions run on arm64).
+    let bad = run(other, &dir.join("bad.zip"));
+    assert!(!bad.status.success(), "a {host} library must be refused for --arch {other}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("architecture"), "says why");
+    let _ = std::fs::remove_dir_all(&dir);
+}
