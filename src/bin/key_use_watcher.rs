@@ -22,7 +22,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
         let sink = SnsTopic { aws, topic_arn: settings.topic_arn.clone() };
         // A failure fails the invocation: EventBridge retries it (the target's retry policy).
-        let handled = watch::handle(aws, settings, &sink, &ev.payload, chrono::Utc::now()).await?;
+        // Boxed: the future nests deep enough to overflow rustc's layout queries otherwise.
+        let handled = Box::pin(watch::handle(aws, settings, &sink, &ev.payload, chrono::Utc::now())).await?;
         Ok::<_, lambda_runtime::Error>(serde_json::to_value(handled)?)
     }))
     .await

@@ -502,6 +502,8 @@ mod tests {
         f.state = Some("Disabled".into());
         f.tags.insert(RETIREMENT_TAG.into(), "disabled 2026-11-20T12:00:00Z grace 30d".into());
         assert_eq!(decide(&f, 30, now()), Step::Wait { until: "2026-12-20T12:00:00Z".parse().unwrap() });
+        // Later, with a fresh scan (a day-old scan proves nothing).
+        f.scan.as_mut().unwrap().scan_time = "2026-12-20T23:00:00Z".parse().unwrap();
         assert_eq!(decide(&f, 30, "2026-12-21T00:00:00Z".parse().unwrap()), Step::ScheduleDeletion);
         // A shorter grace on the later run does not shorten the one the key was given.
         assert!(matches!(decide(&f, 1, now()), Step::Wait { .. }));

@@ -23,6 +23,7 @@ mod lint;
 mod logs_alerts;
 mod network;
 mod remediation;
+mod retirement;
 mod rotation_role;
 mod rules;
 mod support;

@@ -159,7 +159,7 @@ fn the_retirement_role_cannot_use_keys_and_is_assumed_with_mfa_by_default() {
         strings(&tags["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]),
         vec!["KmsRotationGuardRetirement", "KmsRotationGuardRollback"]
     );
-    let src = include_str!("../src/runbook/mod.rs");
+    let src = include_str!("../../src/runbook/mod.rs");
     for tag in ["KmsRotationGuardRetirement", "KmsRotationGuardRollback"] {
         assert!(src.contains(&format!("\"{tag}\"")), "src/runbook names {tag}");
     }
@@ -179,4 +179,27 @@ fn glob_matches_like_iam() {
     assert!(glob("KMS:disablekey", "kms:DisableKey"));
     assert!(!glob("kms:Describe*", "kms:DisableKey"));
     assert!(!glob("kms:EnableKey", "kms:DisableKey"));
+}
+
+#[test]
+fn cfn_lint_and_checkov_accept_the_retirement_stack() {
+    let cfn_lint = root().join(".tools/venv/bin/cfn-lint");
+    assert!(cfn_lint.exists(), "cfn-lint not found at {}: run scripts/setup", cfn_lint.display());
+    let out =
+        std::process::Command::new(&cfn_lint).args(["--", "retirement.yaml"]).current_dir(root()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cfn-lint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checkov = root().join(".tools/checkov-venv/bin/checkov");
+    assert!(checkov.exists(), "checkov not found at {}: run scripts/setup", checkov.display());
+    let out = std::process::Command::new(&checkov)
+        .args(["-f", "retirement.yaml", "--framework", "cloudformation", "--compact", "--quiet", "--skip-download"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("Failed checks: 0"), "checkov: {text}");
 }
