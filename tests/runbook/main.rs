@@ -4,9 +4,10 @@
 //! come from loopback endpoints that reply in the API reference's shape (`fake_trail`,
 //! `fake_calendar`), and docs/emulators.md names the gaps.
 //!
-//! One test binary: `rollback`, `retire`, `campaign`, `watch`; shared helpers here.
+//! One test binary: `keys`, `rollback`, `retire`, `campaign`, `watch`; shared helpers here.
 
 mod campaign;
+mod keys;
 #[path = "../common/mod.rs"]
 mod common;
 mod retire;
