@@ -119,38 +119,26 @@ impl From<&Error> for ErrorClass {
     }
 }
 
-impl From<&crate::rotation::RotationError> for ErrorClass {
-    fn from(e: &crate::rotation::RotationError) -> ErrorClass {
-        use crate::rotation::RotationError as R;
-        match e {
-            R::Refused(_) => ErrorClass::RemediationRefused,
-            R::Hsm(_) => ErrorClass::HsmError,
-            R::Aws { transient, message, .. } => ErrorClass::of_aws(*transient, message),
-            R::Verification(_) => ErrorClass::VerificationFailed,
-            R::Interrupted(_) => ErrorClass::Interrupted,
-            // A replica lacks the new material: the primary was not rotated; an operator acts.
-            R::Replica { .. } => ErrorClass::RemediationRefused,
-        }
+/// An error that names its own stable class. Each error type implements it in the module
+/// that owns it, so this module, at the bottom of the crate, names none of the modules
+/// above it.
+pub trait Classified {
+    fn class(&self) -> ErrorClass;
+}
+
+impl Classified for Error {
+    fn class(&self) -> ErrorClass {
+        Error::class(self)
     }
 }
 
-impl From<&crate::remediation::RemediationError> for ErrorClass {
-    fn from(e: &crate::remediation::RemediationError) -> ErrorClass {
-        use crate::remediation::RemediationError as R;
-        match e {
-            R::MalformedPayload(_) => ErrorClass::InvalidRequest,
-            R::InvalidSettings(_) => ErrorClass::Configuration,
-            R::Refused(_) => ErrorClass::RemediationRefused,
-            R::AccessDenied { .. } => ErrorClass::AccessDenied,
-            R::Aws { transient, message, .. } => ErrorClass::of_aws(*transient, message),
-            R::Rotation(r) => r.into(),
-        }
-    }
-}
-
-impl From<&crate::rotation::hsm::HsmError> for ErrorClass {
-    fn from(_: &crate::rotation::hsm::HsmError) -> ErrorClass {
-        ErrorClass::HsmError
+/// `s` cut to `max` characters, with `…` when cut. Input quoted back in an error message is
+/// bounded so that a hostile or huge value cannot flood the one log line it lands in; it
+/// lives here, at the bottom, because every layer quotes input in its errors.
+pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }
 
@@ -169,13 +157,12 @@ impl Failed {
         Failed { class, message }
     }
 
-    /// Any of our errors that names its class (`From<&E> for ErrorClass`).
+    /// Any of our errors that names its class ([`Classified`]).
     pub fn of<E>(e: &E) -> Failed
     where
-        E: std::fmt::Display,
-        for<'a> &'a E: Into<ErrorClass>,
+        E: std::fmt::Display + Classified,
     {
-        Failed::new(e.into(), e)
+        Failed::new(e.class(), e)
     }
 
     /// Logs the one ERROR line of this failure (the caller's span supplies requestId).

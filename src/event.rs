@@ -131,7 +131,7 @@ pub fn parse(mut payload: Value) -> Result<Invocation, Error> {
             return Err(Error::malformed(format!(
                 "unknown messageType {:?} (expected ConfigurationItemChangeNotification, \
                  OversizedConfigurationItemChangeNotification or ScheduledNotification)",
-                crate::key::reference::truncate_chars(other, 60)
+                crate::error::truncate_chars(other, 60)
             )))
         }
     };
@@ -154,7 +154,7 @@ pub(crate) fn str_field<'a>(v: &'a Value, name: &str) -> Result<&'a str, Error> 
 pub(crate) fn time_field(v: &Value, name: &str) -> Result<DateTime<Utc>, Error> {
     let s = str_field(v, name)?;
     parse_time(s).ok_or_else(|| {
-        Error::malformed(format!("{name} is not an ISO 8601 time: {:?}", crate::key::reference::truncate_chars(s, 40)))
+        Error::malformed(format!("{name} is not an ISO 8601 time: {:?}", crate::error::truncate_chars(s, 40)))
     })
 }
 

@@ -8,7 +8,6 @@
 
 pub mod audit;
 pub mod aws;
-pub mod demo;
 pub mod error;
 pub mod event;
 pub mod handler;
@@ -22,6 +21,7 @@ pub mod resource;
 pub mod rotation;
 pub mod rule;
 pub mod runbook;
+pub mod testbed;
 pub mod verdict;
 
 pub use error::Error;

@@ -113,9 +113,10 @@ fn string(v: &Value) -> Result<String, String> {
 fn days(v: &Value, min: i64) -> Result<i64, String> {
     let n = match v {
         Value::Number(n) => n.as_i64().ok_or_else(|| format!("expected a whole number of days, got {n}"))?,
-        Value::String(s) => s.trim().parse::<i64>().map_err(|_| {
-            format!("expected a whole number of days, got {:?}", crate::key::reference::truncate_chars(s, 40))
-        })?,
+        Value::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| format!("expected a whole number of days, got {:?}", crate::error::truncate_chars(s, 40)))?,
         _ => return Err(format!("expected a whole number of days, got {}", kind(v))),
     };
     if n < min || n > MAX_DAYS {
@@ -129,7 +130,7 @@ fn boolean(v: &Value) -> Result<bool, String> {
         Value::Bool(b) => Ok(*b),
         Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(format!("expected true or false, got {}", crate::key::reference::truncate_chars(&v.to_string(), 40))),
+        _ => Err(format!("expected true or false, got {}", crate::error::truncate_chars(&v.to_string(), 40))),
     }
 }
 

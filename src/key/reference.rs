@@ -216,12 +216,8 @@ fn is_alias_name(s: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-'))
 }
 
-pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
+// Kept under its old path for the modules above `key` that quote input with it.
+pub(crate) use crate::error::truncate_chars;
 
 #[cfg(test)]
 mod tests {

@@ -271,6 +271,21 @@ pub enum RotationError {
     Interrupted(Step),
 }
 
+impl crate::error::Classified for RotationError {
+    fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            RotationError::Refused(_) => ErrorClass::RemediationRefused,
+            RotationError::Hsm(_) => ErrorClass::HsmError,
+            RotationError::Aws { transient, message, .. } => ErrorClass::of_aws(*transient, message),
+            RotationError::Verification(_) => ErrorClass::VerificationFailed,
+            RotationError::Interrupted(_) => ErrorClass::Interrupted,
+            // A replica lacks the new material: the primary was not rotated; an operator acts.
+            RotationError::Replica { .. } => ErrorClass::RemediationRefused,
+        }
+    }
+}
+
 fn aws_err<E>(
     operation: &'static str,
 ) -> impl FnOnce(aws_sdk_kms::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> RotationError

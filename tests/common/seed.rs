@@ -1,11 +1,11 @@
-//! Seeding for tests: the library's `demo::seed` (one implementation), failing the test on
+//! Seeding for tests: the library's `testbed` (one implementation), failing the test on
 //! error, and the estate the sample events in events/ describe.
 #![allow(dead_code)]
 
 use aws_sdk_kms::types::OriginType;
 use kms_rotation_guard::aws::Aws;
-use kms_rotation_guard::demo::seed as lib;
-pub use kms_rotation_guard::demo::seed::Sse;
+use kms_rotation_guard::testbed as lib;
+pub use kms_rotation_guard::testbed::Sse;
 
 use super::*;
 

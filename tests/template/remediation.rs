@@ -6,7 +6,7 @@ use crate::support::*;
 // ---------------------------------------------------------------------------------------
 // (d) Automation document ↔ rotation handler (notes/contracts.md)
 
-/// The fields of `RemediationRequest` (src/lambda.rs) fixed by the contract between the
+/// The fields of `RemediationRequest` (src/remediation/request.rs) fixed by the contract between the
 /// streams: the document may send exactly these.
 const REMEDIATION_REQUEST_FIELDS: [&str; 7] =
     ["action", "keyId", "resourceId", "resourceType", "strategy", "ruleParameters", "keyMaterialId"];
@@ -234,12 +234,12 @@ fn automation_document_sends_the_remediation_request_contract() {
     }
 }
 
-/// `RemediationRequest` (src/lambda.rs) accepts exactly the contract's fields, the ones the
+/// `RemediationRequest` (src/remediation/request.rs) accepts exactly the contract's fields, the ones the
 /// document sends.
 #[test]
 fn remediation_request_struct_has_the_contract_fields() {
-    let src = std::fs::read_to_string(root().join("src/lambda.rs")).unwrap();
-    let start = src.find("pub struct RemediationRequest").expect("RemediationRequest in src/lambda.rs");
+    let src = std::fs::read_to_string(root().join("src/remediation/request.rs")).unwrap();
+    let start = src.find("pub struct RemediationRequest").expect("RemediationRequest in src/remediation/request.rs");
     let body = &src[start..start + src[start..].find("\n}").expect("end of struct")];
     let fields: BTreeSet<String> = body
         .lines()

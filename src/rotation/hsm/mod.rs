@@ -345,6 +345,12 @@ pub enum HsmError {
     PendingNotKept { key_arn: String },
 }
 
+impl crate::error::Classified for HsmError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::HsmError
+    }
+}
+
 fn list_or_none(items: &[impl fmt::Display]) -> String {
     if items.is_empty() {
         return "(none)".to_owned();

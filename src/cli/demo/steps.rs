@@ -1,0 +1,100 @@
+//! The demo's steps over the estate: its rotation requests and tags, every rule's periodic
+//! evaluation as Lambda runs it, custody, and the auditor's reports on disk.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use aws_sdk_kms::types::Tag;
+use chrono::Utc;
+use kms_rotation_guard::audit::AuditRow;
+use kms_rotation_guard::aws::Aws;
+use kms_rotation_guard::key::KeyLookup;
+use kms_rotation_guard::params::RuleParams;
+use kms_rotation_guard::rotation::hsm::{WrappingAlgorithm, WrappingKeySpec};
+use kms_rotation_guard::rotation::{RotationRequest, Rotator};
+use serde_json::json;
+
+use super::{Workload, READER_ROLE, REGION, SECURITY};
+
+/// The demo's rotations: LocalStack's ImportKeyMaterial rejects RSA_AES_KEY_WRAP_SHA_1
+/// (which AWS accepts and SoftHSM can do), so the OAEP variant is pinned here.
+pub(super) fn request(key: &str) -> RotationRequest {
+    RotationRequest {
+        wrapping_algorithm: Some(WrappingAlgorithm::RsaesOaepSha1),
+        wrapping_key_spec: WrappingKeySpec::Rsa2048,
+        ..RotationRequest::new(key)
+    }
+}
+
+pub(super) async fn tag(aws: &Aws, key: &str, k: &str, v: &str) -> anyhow::Result<()> {
+    aws.kms().tag_resource().key_id(key).tags(Tag::builder().tag_key(k).tag_value(v).build()?).send().await?;
+    Ok(())
+}
+
+pub(super) fn params() -> RuleParams {
+    RuleParams { key_reader_role_name: Some(READER_ROLE.into()), ..RuleParams::default() }
+}
+
+/// `<stage>.html` and `<stage>.json` in `dir`; returns their paths.
+pub(super) fn write_report(
+    dir: &Path,
+    stage: &str,
+    workloads: &[Workload],
+    at: chrono::DateTime<Utc>,
+    rows: &[AuditRow],
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = &dir.canonicalize()?;
+    let accounts = workloads.iter().map(|w| w.account.to_string()).collect();
+    let header = kms_rotation_guard::audit::html::ReportHeader::new(accounts, REGION, at, &params());
+    let html = dir.join(format!("{stage}.html"));
+    let json = dir.join(format!("{stage}.json"));
+    std::fs::write(&html, kms_rotation_guard::audit::html::render(&header, rows))
+        .with_context(|| format!("cannot write {}", html.display()))?;
+    std::fs::write(&json, kms_rotation_guard::audit::json(rows))
+        .with_context(|| format!("cannot write {}", json.display()))?;
+    Ok(vec![html, json])
+}
+
+/// Whether SoftHSM holds each key's current material, as `scan --hsm` reports it: the keys
+/// live in the security account, where the rotator's credentials act.
+pub(super) async fn custody(rows: &mut [AuditRow], rotator: &Rotator<'_>) {
+    for note in kms_rotation_guard::audit::fill_custody(rows, rotator, SECURITY).await {
+        eprintln!("   warning: {note}");
+    }
+}
+
+/// Every rule's periodic handler in every workload account, as Lambda runs it.
+pub(super) async fn evaluate(workloads: &[Workload], now: chrono::DateTime<Utc>) -> anyhow::Result<Vec<AuditRow>> {
+    let params = params();
+    let mut rows = Vec::new();
+    for w in workloads {
+        for rule in kms_rotation_guard::rule::ALL {
+            let payload = json!({
+                "version": "1.0",
+                "invokingEvent": json!({
+                    "awsAccountId": w.account,
+                    "notificationCreationTime": now.to_rfc3339(),
+                    "messageType": "ScheduledNotification",
+                    "recordVersion": "1.0"
+                }).to_string(),
+                "ruleParameters": json!({ "keyReaderRoleName": READER_ROLE }).to_string(),
+                "resultToken": "TESTMODE",
+                "eventLeftScope": false,
+                "configRuleName": rule.name,
+                "accountId": w.account,
+            });
+            let outcome = kms_rotation_guard::handler::handle(&w.aws, rule, payload, now, None).await?;
+            rows.extend(outcome.assessments.iter().map(|a| AuditRow::new(a, &params, now)));
+            // The key lookups must have reached the security account through the role.
+            debug_assert!(outcome
+                .assessments
+                .iter()
+                .all(|a| !matches!(a.lookup.as_deref(), Some(KeyLookup::Denied(_)))));
+        }
+    }
+    rows.sort_by(|a, b| {
+        (&a.account, &a.resource_type, &a.resource_name).cmp(&(&b.account, &b.resource_type, &b.resource_name))
+    });
+    Ok(rows)
+}

@@ -1,0 +1,76 @@
+//! The operator CLI, a module of the binary (never of the library, so the Lambdas carry none
+//! of it): the top-level command line, and one file per command holding its clap arguments
+//! and its body. Commands call the same library the Lambda handlers run; none judges on its
+//! own. Every command returns an [`exit::ExitStatus`].
+//!
+//! A new command: one file `src/cli/<command>.rs` with its `Args` struct and
+//! `pub async fn run(args) -> anyhow::Result<ExitStatus>`, one variant in [`Command`] and one
+//! dispatch line in [`run`].
+
+pub mod demo;
+pub mod evaluate;
+pub mod exit;
+pub mod hsm_args;
+pub mod materials;
+pub mod reimport;
+pub mod rotate;
+pub mod scan;
+
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use kms_rotation_guard::event;
+
+use exit::ExitStatus;
+
+#[derive(Parser)]
+#[command(name = "kms-rotation-guard", version, about = "Prove KMS key material is rotated in time; rotate it safely")]
+pub struct Cli {
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    Evaluate(evaluate::EvaluateArgs),
+    Scan(scan::ScanArgs),
+    Demo(demo::DemoArgs),
+    Rotate(rotate::RotateArgs),
+    Materials(materials::MaterialsArgs),
+    Reimport(reimport::ReimportArgs),
+}
+
+/// Runs one command.
+pub async fn run(command: Command) -> anyhow::Result<ExitStatus> {
+    match command {
+        Command::Evaluate(args) => evaluate::run(args).await,
+        Command::Scan(args) => scan::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Rotate(args) => rotate::run(args).await,
+        Command::Materials(args) => materials::run(args).await,
+        Command::Reimport(args) => reimport::run(args).await,
+    }
+}
+
+pub fn init_logs(verbose: u8, demo: bool) {
+    kms_rotation_guard::logging::init_cli(match verbose {
+        // The demo names the emulators' gaps itself, once, in plain words; the rotation's
+        // per-key warning about the same gap would repeat it between the tables.
+        0 if demo => "warn,kms_rotation_guard::rotation=error",
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    });
+}
+
+/// `--now` (and other times given on the command line): RFC 3339, or now when absent.
+pub fn parse_now(now: Option<&str>) -> anyhow::Result<DateTime<Utc>> {
+    match now {
+        None => Ok(Utc::now()),
+        Some(s) => event::parse_time(s)
+            .ok_or_else(|| anyhow!("--now {s:?} is not an RFC 3339 time (e.g. 2026-11-23T00:00:00Z)")),
+    }
+}

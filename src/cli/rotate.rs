@@ -1,0 +1,115 @@
+//! `rotate`: one key's imported material, rotated through the HSM. Without `--force` it goes
+//! through the same gate as the remediation Lambda, so an operator cannot spend a rotation
+//! the key does not need by accident; it never deletes anything.
+
+use kms_rotation_guard::aws::Aws;
+use kms_rotation_guard::params::RuleParams;
+use kms_rotation_guard::remediation::{self, Outcome};
+use kms_rotation_guard::rotation::{RotationRequest, Rotator};
+
+use super::exit::ExitStatus;
+use super::hsm_args::{open_source, HsmArgs};
+use super::parse_now;
+
+/// Rotate the imported key material of one KMS key (BYOK): generate and wrap it in an
+/// HSM, import, verify, tag. Resumes an interrupted rotation. Never deletes anything.
+#[derive(clap::Args)]
+#[command(after_help = "The PKCS#11 PIN is read from KRG_PKCS11_PIN or, with --pin-stdin, from standard input; \
+    never from a flag.\n\nWithout --force the key is rotated only when it needs it, as in the remediation Lambda: \
+    its material is at least maxKeyAgeDays - expiryWarningDays old (or expiring), it had no on-demand rotation \
+    in the last 24 hours, and no other rotation holds it.\n\nExamples:\n  \
+    KRG_PKCS11_PIN=... kms-rotation-guard rotate --key alias/prod-s3 --hsm pkcs11 \\\n      \
+    --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label byok --dry-run\n  \
+    kms-rotation-guard rotate --key alias/prod-rds --strategy alias-swap --hsm pkcs11 ... --pin-stdin < pin.txt\n  \
+    kms-rotation-guard rotate --key alias/dev-s3 --hsm software   # development only")]
+pub struct RotateArgs {
+    /// Alias, alias ARN, key id or key ARN.
+    #[arg(long)]
+    pub key: String,
+    /// in-place (import new material + RotateKeyOnDemand) or alias-swap (new key, move the alias).
+    #[arg(long, default_value = "in-place", value_parser = ["in-place", "alias-swap"])]
+    pub strategy: String,
+    /// Pin a wrapping algorithm (RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_256,
+    /// RSA_AES_KEY_WRAP_SHA_1); default: the strongest the HSM can do.
+    #[arg(long)]
+    pub wrapping_algorithm: Option<String>,
+    /// RSA_2048, RSA_3072 or RSA_4096.
+    #[arg(long, default_value = "RSA_4096")]
+    pub wrapping_key_spec: String,
+    /// Where key material is generated and kept.
+    #[command(flatten)]
+    pub hsm: HsmArgs,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Config rules to re-evaluate afterwards (StartConfigRulesEvaluation).
+    #[arg(long, num_args = 1..)]
+    pub reevaluate: Vec<String>,
+    /// Let the new material expire at this time (RFC 3339); default: never. Refused unless
+    /// the HSM keeps the material (restore it with `reimport`).
+    #[arg(long)]
+    pub valid_to: Option<String>,
+    /// The rule's parameters the gate judges by, as Config passes them (a JSON object),
+    /// e.g. '{"maxKeyAgeDays":"90","expiryWarningDays":"10"}'; default: the rule's defaults.
+    #[arg(long)]
+    pub rule_parameters: Option<String>,
+    /// Rotate even when the key does not need it (spends one of its 25 on-demand
+    /// rotations). For an operator only: the Lambda never forces.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub async fn run(args: RotateArgs) -> anyhow::Result<ExitStatus> {
+    let RotateArgs {
+        key,
+        strategy,
+        wrapping_algorithm,
+        wrapping_key_spec,
+        hsm,
+        dry_run,
+        reevaluate,
+        valid_to,
+        rule_parameters,
+        force,
+    } = args;
+    // Checked before the HSM is opened or a PIN read: a typo must not cost a login.
+    let params = RuleParams::parse(rule_parameters.as_deref())?;
+    let source = open_source(&hsm)?;
+    let request = RotationRequest {
+        date_tag: params.rotation_tag_key.clone(),
+        strategy: strategy.parse()?,
+        wrapping_algorithm: wrapping_algorithm.map(|a| a.parse()).transpose()?,
+        wrapping_key_spec: wrapping_key_spec.parse()?,
+        valid_to: valid_to.map(|v| parse_now(Some(&v))).transpose()?,
+        dry_run,
+        reevaluate,
+        ..RotationRequest::new(key)
+    };
+    let aws = Aws::from_env().await;
+    let rotator = Rotator::new(&aws, source.as_ref()).on_step(|step, text| eprintln!("==> {step:?}: {text}"));
+    if force {
+        eprintln!("==> --force: rotating without the \"does it need rotating?\" gate");
+        let (plan, record) = rotator.rotate(&request).await?;
+        match record {
+            None => println!("{plan}"),
+            Some(r) => println!("{}", serde_json::to_string(&r)?),
+        }
+        return Ok(ExitStatus::Ok);
+    }
+    let claim_id = format!("cli-{}", remediation::new_claim_id());
+    let outcome =
+        remediation::rotate_if_needed(&aws, &rotator, &request, &params, &claim_id, remediation::DEFAULT_CLAIM_SETTLE)
+            .await?;
+    match outcome {
+        Outcome::Skipped(reason) => {
+            eprintln!("==> not rotated: {reason}");
+            println!("{}", serde_json::json!({ "status": "skipped", "reason": reason }));
+        }
+        Outcome::Planned { reason, plan } => {
+            eprintln!("==> due: {reason}");
+            println!("{plan}");
+        }
+        Outcome::Rotated { record, .. } => println!("{}", serde_json::to_string(&record)?),
+    }
+    Ok(ExitStatus::Ok)
+}
