@@ -23,15 +23,35 @@ async fn every_key_once_with_its_users_and_what_to_look_at() {
     let moto = Moto::start_in(Some(SECURITY));
     let (aws, counter) = workload(&moto.endpoint).await;
     let fresh = ymd(days_from_now(-10));
-    let used = key(&aws, "prod-orders", "EXTERNAL", &[("Environment", "prod"), ("Service", "orders"),
-        ("kms-rotation-guard", "enabled"), ("LastRotationDate", &fresh)]).await;
+    let used = key(
+        &aws,
+        "prod-orders",
+        "EXTERNAL",
+        &[
+            ("Environment", "prod"),
+            ("Service", "orders"),
+            ("kms-rotation-guard", "enabled"),
+            ("LastRotationDate", &fresh),
+        ],
+    )
+    .await;
     let unguarded = key(&aws, "dev-legacy", "EXTERNAL", &[("Environment", "dev")]).await;
     let export = json!([{"account": WORKLOAD, "region": REGION, "resourceType": "AWS::S3::Bucket", "resourceId": "orders",
                           "resourceName": "orders", "keyArn": used, "compliance": "COMPLIANT", "annotation": "ok"}]);
     let usage = ResourceUsage::parse(export.to_string().as_bytes()).unwrap();
     counter.reset();
-    let inv = inventory::read(&aws, SECURITY, &[REGION.to_string()], None, Some((&usage, "scan.json".into())),
-        &InventoryPolicy::default(), Utc::now(), &|_| {}).await.unwrap();
+    let inv = inventory::read(
+        &aws,
+        SECURITY,
+        &[REGION.to_string()],
+        None,
+        Some((&usage, "scan.json".into())),
+        &InventoryPolicy::default(),
+        Utc::now(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
     assert!(inv.complete(), "{:?}", inv.unread);
     assert_eq!(inv.keys.len(), 2);
     // dev before prod.
@@ -41,7 +61,10 @@ async fn every_key_once_with_its_users_and_what_to_look_at() {
     assert!(dev.findings.iter().any(|f| f.contains("without the guard tag")), "{:?}", dev.findings);
     let prod = &inv.keys[1];
     assert_eq!(prod.aliases, vec!["alias/prod-orders".to_string()]);
-    assert_eq!((prod.environment.as_deref(), prod.service.as_deref(), prod.guard.as_deref()), (Some("prod"), Some("orders"), Some("enabled")));
+    assert_eq!(
+        (prod.environment.as_deref(), prod.service.as_deref(), prod.guard.as_deref()),
+        (Some("prod"), Some("orders"), Some("enabled"))
+    );
     assert_eq!(prod.material_age_days, Some(10));
     assert_eq!(prod.resources.as_ref().unwrap().len(), 1);
     assert!(prod.findings.is_empty(), "{:?}", prod.findings);

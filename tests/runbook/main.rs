@@ -7,9 +7,9 @@
 //! One test binary: `keys`, `rollback`, `retire`, `campaign`, `watch`; shared helpers here.
 
 mod campaign;
-mod keys;
 #[path = "../common/mod.rs"]
 mod common;
+mod keys;
 mod retire;
 mod rollback;
 mod watch;
