@@ -7,6 +7,7 @@
 //! One test binary: `keys`, `rollback`, `retire`, `campaign`, `watch`; shared helpers here.
 
 mod campaign;
+mod cli;
 #[path = "../common/mod.rs"]
 mod common;
 mod keys;
