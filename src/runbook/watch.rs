@@ -30,7 +30,7 @@ pub const METRIC_NAME: &str = "KeyUseFailures";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Judgement {
     Ignore(String),
-    Alert(KeyCall),
+    Alert(Box<KeyCall>),
 }
 
 /// The CloudTrail record in an EventBridge event (`detail`), or the record itself.
@@ -59,7 +59,7 @@ pub fn judge(event: &Value) -> Judgement {
         // Nothing to enrich, but a failure all the same.
         tracing::warn!(event = ?call.event_id, "a failed KMS call names no key");
     }
-    Judgement::Alert(call)
+    Judgement::Alert(Box::new(call))
 }
 
 /// One alert: what failed, on which key, for whom.
@@ -198,7 +198,7 @@ pub async fn handle(
 ) -> Result<Handled, RunbookError> {
     let call = match judge(event) {
         Judgement::Ignore(reason) => return Ok(Handled { alerted: false, reason, message_id: None }),
-        Judgement::Alert(call) => call,
+        Judgement::Alert(call) => *call,
     };
     let key_arn = call.keys.first().cloned();
     let mut alert = Alert { key_arn: key_arn.clone(), aliases: vec![], days_since_rotation: None, call, unknown: None };
@@ -328,7 +328,7 @@ mod tests {
             key_arn: Some("arn:aws:kms:eu-west-1:111111111111:key/k1".into()),
             aliases: vec!["alias/prod-s3".into()],
             days_since_rotation: Some(3),
-            call,
+            call: *call,
             unknown: None,
         };
         let m = a.message();

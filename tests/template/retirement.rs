@@ -203,3 +203,43 @@ fn cfn_lint_and_checkov_accept_the_retirement_stack() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("Failed checks: 0"), "checkov: {text}");
 }
+
+/// The key-use watcher (issue 22) lives in security-account.yaml next to the alert topic it
+/// publishes to; the checks run once the topic exists there (stream i20's template).
+#[test]
+fn the_watcher_gets_read_only_failures_and_publishes_only() {
+    let t: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root().join("security-account.yaml")).unwrap()).unwrap();
+    let r = &t["Resources"];
+    if r.get("AlertTopic").is_none() {
+        return; // before the security account has a topic, there is nothing to alert to
+    }
+    let rule = &r["WatcherRule"]["Properties"];
+    // Decrypt and GenerateDataKey are read-only management events: delivered only in this state.
+    assert_eq!(rule["State"].as_str(), Some("ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"));
+    let pattern = &rule["EventPattern"]["detail"];
+    assert_eq!(pattern["errorCode"][0]["exists"].as_bool(), Some(true));
+    let names = serde_yaml::to_string(&pattern["eventName"]).unwrap();
+    for n in ["Decrypt", "CreateGrant", "GenerateDataKey", "ReEncrypt"] {
+        assert!(names.contains(n), "the rule misses {n}: {names}");
+    }
+    let binary = &r["WatcherFunction"]["Metadata"]["BuildProperties"]["Binary"];
+    assert_eq!(binary.as_str(), Some("key-use-watcher"));
+    let mut sts = Vec::new();
+    statements(&r["WatcherRole"]["Properties"]["Policies"], &mut sts);
+    for st in &sts {
+        for a in strings(&st["Action"]) {
+            let read = ["kms:Describe", "kms:List", "sns:Publish", "sqs:SendMessage"].iter().any(|p| a.starts_with(p));
+            let topic_key = a == "kms:GenerateDataKey" || a == "kms:Decrypt";
+            assert!(read || topic_key, "the watcher role holds {a}");
+            if topic_key {
+                // Only the alert topic's key, and only through SNS.
+                let via = &st["Condition"]["StringEquals"]["kms:ViaService"];
+                assert!(serde_yaml::to_string(via).unwrap().contains("sns."), "{a} without kms:ViaService sns");
+            }
+        }
+    }
+    let alarm = &r["KeyUseFailureAlarm"]["Properties"];
+    assert_eq!(alarm["Namespace"].as_str(), Some("KmsRotationGuard"));
+    assert_eq!(alarm["MetricName"].as_str(), Some("KeyUseFailures"));
+}
