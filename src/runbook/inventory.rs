@@ -188,6 +188,14 @@ pub fn entry(
     if facts.origin == "EXTERNAL" && tags.is_some_and(|t| !t.contains_key(GUARD_TAG)) {
         findings.push(format!("imported key without the guard tag {GUARD_TAG}: no automation may rotate it"));
     }
+    if let Some(age) = date.map(|d| now.signed_duration_since(d).num_days()) {
+        if customer && facts.origin == "EXTERNAL" && age > policy.params.max_key_age_days {
+            findings.push(format!(
+                "material is {age} days old, over maxKeyAgeDays {}: due for rotation (campaign plan)",
+                policy.params.max_key_age_days
+            ));
+        }
+    }
     if facts.in_custom_key_store() {
         findings.push(format!("in a custom key store ({}): KMS cannot rotate it", facts.origin));
     }
@@ -613,6 +621,16 @@ mod tests {
         assert_eq!(e.environment.as_deref(), Some("prod"));
         assert_eq!(e.rotations_left, Some(3));
         assert_eq!(e.material_age_days, Some(19));
+    }
+
+    #[test]
+    fn material_older_than_the_limit_is_due() {
+        let f = external(&[("kms-rotation-guard", "enabled"), ("LastRotationDate", "2025-06-01")], 0);
+        let mut f = f;
+        f.rotations = Fact::Known(vec![]);
+        let e = entry("eu-west-1", &f, &[], None, None, &InventoryPolicy::default(), now());
+        assert_eq!(e.findings.len(), 1, "{:?}", e.findings);
+        assert!(e.findings[0].contains("551 days old, over maxKeyAgeDays 365"), "{:?}", e.findings);
     }
 
     #[test]

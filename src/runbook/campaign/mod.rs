@@ -398,7 +398,7 @@ pub fn plan_table(p: &Plan) -> String {
     };
     for (i, w) in p.waves.iter().enumerate() {
         out.push_str(&format!(
-            "\nwave {} — {} ({} keys)\n  {:<28} {:<10} {:>4}  WHAT WOULD HAPPEN\n",
+            "\nwave {} — {} ({} key(s))\n  {:<28} {:<10} {:>4}  WHAT WOULD HAPPEN\n",
             i + 1,
             w.name,
             w.keys.len(),
@@ -411,7 +411,7 @@ pub fn plan_table(p: &Plan) -> String {
         }
     }
     if !p.outside.is_empty() {
-        out.push_str(&format!("\nnot in the campaign ({} keys)\n", p.outside.len()));
+        out.push_str(&format!("\nnot in the campaign ({} key(s))\n", p.outside.len()));
         for k in &p.outside {
             out.push_str(&row(k));
         }
