@@ -509,7 +509,7 @@ pub fn html(inv: &Inventory) -> String {
             head {
                 meta charset="utf-8";
                 title { "KMS key inventory · " (inv.account) " · " (inv.generated.format("%Y-%m-%d")) }
-                style { (PreEscaped(crate::audit::html::CSS)) }
+                style { (PreEscaped(crate::audit::html::STYLE)) }
             }
             body {
                 header.top {
