@@ -78,6 +78,23 @@ impl RunbookError {
     }
 }
 
+impl crate::error::Classified for RunbookError {
+    fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            RunbookError::Input(_) => ErrorClass::InvalidParameter,
+            RunbookError::Refused(_) => ErrorClass::RemediationRefused,
+            RunbookError::Denied { .. } => ErrorClass::AccessDenied,
+            RunbookError::Aws { transient: true, .. } => ErrorClass::TransientAwsError,
+            RunbookError::Aws { .. } => ErrorClass::AwsError,
+            RunbookError::Remediation(e) => e.class(),
+            RunbookError::Rotation(e) => e.class(),
+            RunbookError::Hsm(e) => e.class(),
+            RunbookError::Core(e) => e.class(),
+        }
+    }
+}
+
 /// Maps an SDK failure of `operation` to a [`RunbookError`].
 pub(crate) fn aws_err<E>(operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> RunbookError
 where
@@ -95,4 +112,20 @@ where
 /// `YYYY-MM-DDTHH:MM:SSZ`, as every tag this tool writes holds a time.
 pub(crate) fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Classified, ErrorClass};
+
+    #[test]
+    fn each_error_names_its_class() {
+        assert_eq!(RunbookError::Input("x".into()).class(), ErrorClass::InvalidParameter);
+        assert_eq!(RunbookError::Refused("x".into()).class(), ErrorClass::RemediationRefused);
+        let e = RunbookError::Aws { operation: "cloudtrail:LookupEvents", transient: true, message: "x".into() };
+        assert_eq!(e.class(), ErrorClass::TransientAwsError);
+        assert!(RunbookError::Refused("x".into()).is_refusal());
+        assert!(!RunbookError::Input("x".into()).is_refusal());
+    }
 }
