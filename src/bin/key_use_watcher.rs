@@ -2,8 +2,9 @@
 //! EventBridge event per failed KMS call on a guarded key → one alert and one metric line.
 //! The logic is `kms_rotation_guard::runbook::watch`.
 use kms_rotation_guard::aws::Aws;
+use kms_rotation_guard::error::{ErrorClass, Failed};
 use kms_rotation_guard::runbook::watch::{self, SnsTopic, WatchSettings};
-use lambda_runtime::{service_fn, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
@@ -21,10 +22,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let (aws, settings) = (&aws, &settings);
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
         let sink = SnsTopic { aws, topic_arn: settings.topic_arn.clone() };
-        // A failure fails the invocation: EventBridge retries it (the target's retry policy).
+        // A failure fails the invocation with its stable errorType; Lambda retries the
+        // asynchronous event, then keeps it in the dead-letter queue.
         // Boxed: the future nests deep enough to overflow rustc's layout queries otherwise.
-        let handled = Box::pin(watch::handle(aws, settings, &sink, &ev.payload, chrono::Utc::now())).await?;
-        Ok::<_, lambda_runtime::Error>(serde_json::to_value(handled)?)
+        let handled =
+            Box::pin(watch::handle(aws, settings, &sink, &ev.payload, chrono::Utc::now())).await.map_err(|e| {
+                let failed = Failed::of(&e);
+                failed.log();
+                Diagnostic::from(failed)
+            })?;
+        serde_json::to_value(handled).map_err(|e| Diagnostic::from(Failed::new(ErrorClass::Internal, e)))
     }))
     .await
 }
