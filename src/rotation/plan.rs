@@ -176,3 +176,69 @@ pub(super) fn mechanism(a: WrappingAlgorithm) -> &'static str {
         }
     }
 }
+
+/// Where a rotation stands, read from the key before doing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// A key created without material: the first import, no rotation.
+    FirstImport,
+    /// Nothing in flight: a full rotation.
+    Fresh,
+    /// New material is imported (PENDING_ROTATION) but not yet current.
+    Imported { material_id: String },
+    /// The new material is current; verification and tags remain.
+    Rotated { material_id: String },
+    /// Alias-swap: the successor key exists (and may or may not have material).
+    SuccessorCreated { successor: String },
+    /// Alias-swap: the alias already points at this successor; verification and tags remain.
+    Swapped { predecessor: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct RotationPlan {
+    pub key_arn: String,
+    pub key_id: String,
+    pub alias: Option<String>,
+    pub strategy: Strategy,
+    pub algorithm: WrappingAlgorithm,
+    pub wrapping_key_spec: WrappingKeySpec,
+    pub source: String,
+    pub progress: Progress,
+    /// On-demand rotations left of 25; `None` when KMS cannot list them.
+    pub quota_left: Option<u32>,
+    pub state: String,
+    /// Whether the new material stays in the HSM (custody).
+    pub keeps_material: bool,
+    /// Multi-Region primary: the replicas that get the same material before the rotation.
+    pub replicas: Vec<Replica>,
+}
+
+impl fmt::Display for RotationPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "key:        {}", self.key_arn)?;
+        if let Some(a) = &self.alias {
+            writeln!(f, "alias:      {a}")?;
+        }
+        writeln!(f, "state:      {}", self.state)?;
+        writeln!(f, "strategy:   {}", self.strategy)?;
+        writeln!(f, "wrapping:   {} with {} ({})", self.algorithm, self.wrapping_key_spec, self.source)?;
+        writeln!(f, "mechanism:  {}", mechanism(self.algorithm))?;
+        writeln!(
+            f,
+            "custody:    {}",
+            if self.keeps_material {
+                "the new material stays in the HSM as a persistent token object (CKA_LABEL = key ARN, CKA_ID = material id)"
+            } else {
+                "NOT KEPT: this source forgets the material after the import (development only)"
+            }
+        )?;
+        for r in &self.replicas {
+            writeln!(f, "replica:    {} (same material, EXISTING_KEY_MATERIAL)", r.arn)?;
+        }
+        writeln!(f, "progress:   {:?}", self.progress)?;
+        match self.quota_left {
+            Some(n) => write!(f, "quota:      {n} of {ON_DEMAND_QUOTA} on-demand rotations left"),
+            None => write!(f, "quota:      unknown (ListKeyRotations not available)"),
+        }
+    }
+}

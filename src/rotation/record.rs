@@ -44,3 +44,27 @@ impl Rotator<'_> {
         self.step(req, Step::Record, &format!("tagged {key}: {}={now}", req.date_tag))
     }
 }
+
+/// What a completed rotation did.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationRecord {
+    pub key_arn: String,
+    /// The key now behind the alias (differs from `key_arn` after alias-swap).
+    pub current_key_arn: String,
+    pub strategy: String,
+    pub wrapping_algorithm: String,
+    pub key_material_id: Option<String>,
+    /// The HSM object that holds the material (`None`: the source keeps none).
+    pub hsm_object: Option<String>,
+    /// Multi-Region: the replicas that received the same material.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
+    pub rotated_at: DateTime<Utc>,
+    pub quota_left: Option<u32>,
+    pub resumed: bool,
+    pub duration_ms: u128,
+    /// The change ticket of the campaign that ran this rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_id: Option<String>,
+}
