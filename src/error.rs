@@ -19,6 +19,12 @@ pub enum Error {
 
     #[error("stopped before the Lambda deadline: {0}")]
     Deadline(String),
+
+    /// Organization rules: the member account's execution role could not be assumed (it is
+    /// missing, or its trust policy does not admit this function's role). Only this
+    /// member's invocation fails; AWS answers AccessDenied for both causes.
+    #[error("cannot act in member account {account}: sts:AssumeRole on {role_arn} failed: {message}. Deploy member-role.yaml (StackSet) to this account, trusting this function's role")]
+    MemberRole { account: String, role_arn: String, message: String },
 }
 
 impl Error {
@@ -36,6 +42,7 @@ impl Error {
             Error::MalformedEvent(_) => ErrorClass::MalformedEvent,
             Error::Aws { transient, message, .. } => ErrorClass::of_aws(*transient, message),
             Error::Deadline(_) => ErrorClass::Deadline,
+            Error::MemberRole { .. } => ErrorClass::MemberRoleUnavailable,
         }
     }
 }
@@ -59,6 +66,8 @@ pub enum ErrorClass {
     AwsError,
     /// The work could not finish before the Lambda deadline.
     Deadline,
+    /// An organization rule could not assume the execution role in the member account.
+    MemberRoleUnavailable,
     /// The remediation refused to rotate (the key must not or cannot be rotated).
     RemediationRefused,
     /// The HSM (PKCS#11 module, token, PIN, mechanism) failed.
@@ -85,6 +94,7 @@ impl ErrorClass {
             ErrorClass::AccessDenied => "AccessDenied",
             ErrorClass::AwsError => "AwsError",
             ErrorClass::Deadline => "Deadline",
+            ErrorClass::MemberRoleUnavailable => "MemberRoleUnavailable",
             ErrorClass::RemediationRefused => "RemediationRefused",
             ErrorClass::HsmError => "HsmError",
             ErrorClass::VerificationFailed => "VerificationFailed",

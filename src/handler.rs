@@ -9,10 +9,11 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::aws::{fail, Aws};
+use crate::aws::{classify, fail, Aws, FailureKind};
 use crate::error::Error;
 use crate::event::{self, Invocation, ItemSummary, Trigger};
 use crate::key::lookup::KeyReader;
+use crate::key::reference::partition_of;
 use crate::key::{Home, KeyLookup};
 use crate::params::RuleParams;
 use crate::report::{self, Evaluation};
@@ -51,15 +52,54 @@ pub async fn handle(
     now: DateTime<Utc>,
     deadline: Option<Instant>,
 ) -> Result<Outcome, Error> {
+    handle_as(aws, rule, payload, now, deadline, None).await
+}
+
+/// [`handle`] for a function that runs organization rules: `execution_role` (the function's
+/// KRG_EXECUTION_ROLE_NAME) is the only role it enters member accounts with. An event whose
+/// executionRoleName names another role is refused: the rule parameters come from whoever's
+/// Config invokes the function, the role it acts with must not.
+pub async fn handle_as(
+    aws: &Aws,
+    rule: Rule,
+    payload: Value,
+    now: DateTime<Utc>,
+    deadline: Option<Instant>,
+    execution_role: Option<&str>,
+) -> Result<Outcome, Error> {
     let inv = event::parse(payload)?;
+    let mut params = RuleParams::parse(inv.rule_parameters())?;
+    if let Some(required) = execution_role {
+        match params.execution_role_name.as_deref() {
+            None => params.execution_role_name = Some(required.to_string()),
+            Some(given) if given == required => {}
+            Some(given) => {
+                return Err(Error::InvalidParameter {
+                    name: "executionRoleName".into(),
+                    reason: format!(
+                        "this function enters member accounts only through role {required}, not {:?}",
+                        crate::key::reference::truncate_chars(given, 64)
+                    ),
+                })
+            }
+        }
+    }
+    // Organization rules act in the event's account before anything else is read: a member
+    // whose role is missing fails here, having read nothing and reported nothing.
+    let member = match params.execution_role_name.as_deref() {
+        Some(role) => Some(member_account(aws, &inv.account_id, role).await?),
+        None => None,
+    };
+    let acting = member.as_ref().unwrap_or(aws);
     let started = Instant::now();
-    let mut outcome = evaluate(aws, rule, &inv, now, deadline).await?;
-    outcome.put_evaluation_calls = report::put_evaluations(aws, &inv.result_token, &outcome.evaluations).await?;
+    let mut outcome = evaluate_in(aws, acting, rule, &inv, &params, now, deadline).await?;
+    outcome.put_evaluation_calls = report::put_evaluations(acting, &inv.result_token, &outcome.evaluations).await?;
     if !outcome.stages.is_empty() {
         outcome.stages.push(("reported", started.elapsed()));
     }
     tracing::info!(
         rule = rule.name,
+        account = %inv.account_id,
         evaluations = outcome.evaluations.len(),
         non_compliant = outcome.evaluations.iter().filter(|e| e.compliance == Compliance::NonCompliant).count(),
         calls = outcome.put_evaluation_calls,
@@ -68,7 +108,35 @@ pub async fn handle(
     Ok(outcome)
 }
 
-/// Everything but PutEvaluations.
+/// The role ARN an organization rule assumes in `account`.
+pub fn execution_role_arn(partition: &str, account: &str, role_name: &str) -> String {
+    format!("arn:{partition}:iam::{account}:role/{role_name}")
+}
+
+/// `aws` acting in member `account` through its execution role: one sts:AssumeRole per
+/// account per credential lifetime, cached process-wide (warm invocations reuse it).
+pub async fn member_account(aws: &Aws, account: &str, role_name: &str) -> Result<Aws, Error> {
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::malformed(format!(
+            "accountId {:?} is not a 12-digit account id",
+            crate::key::reference::truncate_chars(account, 40)
+        )));
+    }
+    let role_arn = execution_role_arn(partition_of(&aws.region()), account, role_name);
+    match aws.assume_role(&role_arn, "kms-rotation-guard").await {
+        Ok(credentials) => Ok(aws.for_account(credentials)),
+        Err(e) => {
+            let f = classify(&e);
+            match f.kind {
+                // Throttling or a dropped connection says nothing about the role: retry.
+                FailureKind::Transient => Err(f.into_error("sts:AssumeRole")),
+                _ => Err(Error::MemberRole { account: account.to_string(), role_arn, message: f.message }),
+            }
+        }
+    }
+}
+
+/// Everything but PutEvaluations, in the function's own account.
 pub async fn evaluate(
     aws: &Aws,
     rule: Rule,
@@ -77,8 +145,26 @@ pub async fn evaluate(
     deadline: Option<Instant>,
 ) -> Result<Outcome, Error> {
     let params = RuleParams::parse(inv.rule_parameters())?;
+    evaluate_in(aws, aws, rule, inv, &params, now, deadline).await
+}
+
+/// Everything but PutEvaluations. `acting` reads the resources and Config's records (a
+/// member account's, for organization rules); keys of other accounts are read with `aws`,
+/// the function's own access (through the key-reader role when one is configured).
+#[allow(clippy::too_many_arguments)]
+async fn evaluate_in(
+    aws: &Aws,
+    acting: &Aws,
+    rule: Rule,
+    inv: &Invocation,
+    params: &RuleParams,
+    now: DateTime<Utc>,
+    deadline: Option<Instant>,
+) -> Result<Outcome, Error> {
+    let params = params.clone();
+    let keys = Keys { aws, acting, account: &inv.account_id };
     match &inv.trigger {
-        Trigger::Change { item, captured } => evaluate_item(aws, rule, inv, &params, item, *captured, now).await,
+        Trigger::Change { item, captured } => evaluate_item(keys, rule, inv, &params, item, *captured, now).await,
         Trigger::Oversized { summary } => {
             if summary.status.starts_with("ResourceDeleted")
                 || summary.status == "ResourceNotRecorded"
@@ -100,20 +186,20 @@ pub async fn evaluate(
                 );
                 return Ok(not_applicable(&summary.resource_type, &summary.resource_id, why, summary.captured));
             }
-            let item = fetch_item(aws, summary).await?;
-            evaluate_item(aws, rule, inv, &params, &item, summary.captured, now).await
+            let item = fetch_item(acting, summary).await?;
+            evaluate_item(keys, rule, inv, &params, &item, summary.captured, now).await
         }
         Trigger::Periodic { notified } => {
-            let home = Home::new(aws.region(), inv.account_id.clone());
+            let home = Home::new(acting.region(), inv.account_id.clone());
             // Earlier results are read while the sweep runs: neither waits for the other.
             // TestMode results are never recorded, so there is nothing stale to retire.
             let stale_candidates = async {
                 match (inv.test_mode(), inv.rule_name()) {
-                    (false, Some(name)) => report::recorded_results(aws, name).await.map(Some),
+                    (false, Some(name)) => report::recorded_results(acting, name).await.map(Some),
                     _ => Ok(None),
                 }
             };
-            let sweep = async { tokio::try_join!(sweep(aws, rule, &params, &home, now), stale_candidates) };
+            let sweep = async { tokio::try_join!(sweep_with(keys, rule, &params, &home, now), stale_candidates) };
             let (mut outcome, recorded) = match deadline {
                 Some(d) => tokio::time::timeout_at(d - DEADLINE_MARGIN, sweep).await.map_err(|_| {
                     Error::Deadline(format!(
@@ -150,8 +236,38 @@ pub async fn sweep(
     home: &Home,
     now: DateTime<Utc>,
 ) -> Result<Outcome, Error> {
+    sweep_with(Keys { aws, acting: aws, account: &home.account }, rule, params, home, now).await
+}
+
+/// Who reads what in one invocation: `acting` enumerates and reports in `account`; keys
+/// of `account` are read with `acting`, keys of other accounts with `aws`.
+#[derive(Clone, Copy)]
+struct Keys<'a> {
+    aws: &'a Aws,
+    acting: &'a Aws,
+    account: &'a str,
+}
+
+impl<'a> Keys<'a> {
+    fn reader(&self, params: &'a RuleParams) -> KeyReader<'a> {
+        let reader = KeyReader::new(self.aws, params, self.account);
+        if !std::ptr::eq(self.aws, self.acting) {
+            reader.read_account_with(self.account, self.acting.kms().clone());
+        }
+        reader
+    }
+}
+
+async fn sweep_with(
+    keys: Keys<'_>,
+    rule: Rule,
+    params: &RuleParams,
+    home: &Home,
+    now: DateTime<Utc>,
+) -> Result<Outcome, Error> {
     let started = Instant::now();
-    let reader = KeyReader::new(aws, params, &home.account);
+    let aws = keys.acting;
+    let reader = keys.reader(params);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Resource>();
     let enumerated = async move {
         let send = move |r: Resource| {
@@ -257,7 +373,16 @@ pub async fn assess(
     resources: Vec<Resource>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Assessment>, Error> {
-    let reader = KeyReader::new(aws, params, own_account);
+    assess_with(Keys { aws, acting: aws, account: own_account }, params, resources, now).await
+}
+
+async fn assess_with(
+    keys: Keys<'_>,
+    params: &RuleParams,
+    resources: Vec<Resource>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Assessment>, Error> {
+    let reader = keys.reader(params);
     let refs = resources.iter().filter_map(|r| match &r.protection {
         Protection::Kms(k) => Some((k, &r.home)),
         _ => None,
@@ -318,7 +443,7 @@ fn not_applicable(resource_type: &str, resource_id: &str, why: String, at: DateT
 }
 
 async fn evaluate_item(
-    aws: &Aws,
+    keys: Keys<'_>,
     rule: Rule,
     inv: &Invocation,
     params: &RuleParams,
@@ -336,7 +461,7 @@ async fn evaluate_item(
             Ok(not_applicable(&resource_type, &resource_id, reason, captured))
         }
         Item::Evaluate(r) => {
-            let assessments = assess(aws, params, &inv.account_id, vec![r], now).await?;
+            let assessments = assess_with(keys, params, vec![r], now).await?;
             let evaluations = assessments.iter().map(|a| to_evaluation(a, captured)).collect();
             Ok(Outcome { evaluations, assessments, ..Outcome::default() })
         }

@@ -43,15 +43,21 @@ pub async fn run_rule(rule: Rule) -> Result<(), lambda_runtime::Error> {
     crate::aws::prefer_single_ca_bundle();
     crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
+    // Organization variant (template.yaml): the one role this function enters member
+    // accounts with. Member credentials are cached in `aws` across warm invocations.
+    let execution_role: Option<Arc<str>> =
+        std::env::var("KRG_EXECUTION_ROLE_NAME").ok().filter(|v| !v.trim().is_empty()).map(|v| v.trim().into());
     serve(move |ev: LambdaEvent<Value>| {
-        let aws = aws.clone();
+        let (aws, execution_role) = (aws.clone(), execution_role.clone());
         async move {
             let deadline = tokio::time::Instant::now()
                 + ev.context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();
             // Failing the invocation makes Config retry; the cause goes to the log.
-            let outcome = crate::handler::handle(&aws, rule, ev.payload, chrono::Utc::now(), Some(deadline))
-                .await
-                .map_err(|e| Failed::of(&e))?;
+            let now = chrono::Utc::now();
+            let outcome =
+                crate::handler::handle_as(&aws, rule, ev.payload, now, Some(deadline), execution_role.as_deref())
+                    .await
+                    .map_err(|e| Failed::of(&e))?;
             Ok(json!({ "evaluations": outcome.evaluations.len() }))
         }
     })

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod aws;
 pub mod error;
+pub mod estate;
 pub mod event;
 pub mod handler;
 pub mod key;

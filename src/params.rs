@@ -15,6 +15,10 @@ pub struct RuleParams {
     pub allow_aws_managed_keys: bool,
     pub verify_tag_against_kms: bool,
     pub expiry_warning_days: i64,
+    /// Organization rules: the role the handler assumes in the event's account
+    /// (`arn:{partition}:iam::{accountId}:role/{name}`, rdklib's ExecutionRoleName), where it
+    /// enumerates, reads recorded results and calls PutEvaluations. None: its own role.
+    pub execution_role_name: Option<String>,
 }
 
 /// Tag written next to the rotation date by the rotation module; cross-checked against
@@ -30,18 +34,20 @@ impl Default for RuleParams {
             allow_aws_managed_keys: false,
             verify_tag_against_kms: true,
             expiry_warning_days: 30,
+            execution_role_name: None,
         }
     }
 }
 
 /// Parameter names as they appear in Config, in `rules/` and in the template.
-pub const PARAMETER_NAMES: [&str; 6] = [
+pub const PARAMETER_NAMES: [&str; 7] = [
     "maxKeyAgeDays",
     "rotationTagKey",
     "keyReaderRoleName",
     "allowAwsManagedKeys",
     "verifyTagAgainstKms",
     "expiryWarningDays",
+    "executionRoleName",
 ];
 
 const MAX_DAYS: i64 = 36_500;
@@ -84,22 +90,26 @@ impl RuleParams {
                     }
                     p.rotation_tag_key = s;
                 }
-                "keyReaderRoleName" => {
-                    let s = string(v).map_err(bad)?;
-                    if s.is_empty() {
-                        p.key_reader_role_name = None;
-                    } else if s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)) {
-                        return Err(bad("an IAM role name has 1 to 64 of A-Z a-z 0-9 +=,.@_-".into()));
-                    } else {
-                        p.key_reader_role_name = Some(s);
-                    }
-                }
+                "keyReaderRoleName" => p.key_reader_role_name = role_name(v).map_err(bad)?,
+                "executionRoleName" => p.execution_role_name = role_name(v).map_err(bad)?,
                 _ => {
                     return Err(bad(format!("unknown parameter; the rule accepts {}", PARAMETER_NAMES.join(", "))));
                 }
             }
         }
         Ok(p)
+    }
+}
+
+/// An IAM role name, or None when empty.
+pub fn role_name(v: &Value) -> Result<Option<String>, String> {
+    let s = string(v)?;
+    if s.is_empty() {
+        Ok(None)
+    } else if s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)) {
+        Err("an IAM role name has 1 to 64 of A-Z a-z 0-9 +=,.@_-".into())
+    } else {
+        Ok(Some(s))
     }
 }
 
@@ -174,6 +184,8 @@ mod tests {
         assert_eq!(p.rotation_tag_key, "rotated-at");
         assert_eq!(p.key_reader_role_name.as_deref(), Some("kms-reader"));
         assert_eq!(RuleParams::parse(Some(r#"{"keyReaderRoleName":""}"#)).unwrap().key_reader_role_name, None);
+        let org = RuleParams::parse(Some(r#"{"executionRoleName":"kms-rotation-guard-member"}"#)).unwrap();
+        assert_eq!(org.execution_role_name.as_deref(), Some("kms-rotation-guard-member"));
     }
 
     #[test]
@@ -188,6 +200,7 @@ mod tests {
             (r#"{"rotationTagKey":""}"#, "rotationTagKey"),
             (r#"{"rotationTagKey":7}"#, "rotationTagKey"),
             (r#"{"keyReaderRoleName":"bad name"}"#, "keyReaderRoleName"),
+            (r#"{"executionRoleName":"a/b"}"#, "executionRoleName"),
             (r#"{"maxKeyAgedays":"30"}"#, "maxKeyAgedays"),
             (r#"[1]"#, "ruleParameters"),
             (r#"{"#, "ruleParameters"),

@@ -37,7 +37,8 @@ fn demo_evaluates_rotates_and_re_evaluates() {
 
     let before = verdicts(&report["before"]);
     let after = verdicts(&report["after"]);
-    assert_eq!(before.len(), 11, "{before:?}");
+    // dev, int and prod: four resources each on their own keys, three more in dev.
+    assert_eq!(before.len(), 15, "{before:?}");
     let non_compliant = |v: &[(String, String)]| {
         let mut n: Vec<String> = v.iter().filter(|(_, c)| c == "NON_COMPLIANT").map(|(n, _)| n.clone()).collect();
         n.sort();
@@ -92,7 +93,7 @@ fn demo_evaluates_rotates_and_re_evaluates() {
     assert!(runbook["campaign"]["stopped"].is_null(), "{runbook}");
     assert_eq!(runbook["campaign"]["waves"][0]["keys"][0]["record"]["changeId"], "CHG-DEMO-1");
     // Custody: the demo imported every key's material from SoftHSM (and rotated four of
-    // them there), so the HSM holds the current material of all six keys, before and after.
+    // them there), so the HSM holds the current material of all nine keys, before and after.
     for stage in ["before", "after"] {
         let rows = report[stage].as_array().unwrap();
         let mut held = std::collections::BTreeSet::new();
@@ -105,11 +106,12 @@ fn demo_evaluates_rotates_and_re_evaluates() {
                 _ => assert!(r["hsmHoldsMaterial"].is_null(), "{stage}: {r}"),
             }
         }
-        assert_eq!(held.len(), 6, "{stage}: {held:?}");
+        assert_eq!(held.len(), 9, "{stage}: {held:?}");
     }
 
-    // The auditor's reports before and after rotation, each with the SHA-256 of the JSON
-    // written next to it (sha256sum, an independent implementation).
+    // The auditor's reports before and after rotation: the organization report (one page for
+    // dev, int and prod), each with the SHA-256 of the estate export written next to it
+    // (sha256sum, an independent implementation).
     let reports: Vec<std::path::PathBuf> =
         report["reports"].as_array().unwrap().iter().map(|p| root().join(p.as_str().unwrap())).collect();
     let names: Vec<String> = reports.iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect();
@@ -122,8 +124,12 @@ fn demo_evaluates_rotates_and_re_evaluates() {
         let sum = Command::new("sha256sum").arg(json).output().unwrap();
         let digest = String::from_utf8(sum.stdout).unwrap().split_whitespace().next().unwrap().to_string();
         assert!(page.contains(&format!("id=\"payload-sha256\">{digest}<")), "{} lacks {digest}", html.display());
-        assert_eq!(&serde_json::from_slice::<Value>(&std::fs::read(json).unwrap()).unwrap(), rows);
-        assert_eq!(page.matches(r#"<span class="custody ok">held</span>"#).count(), 6, "{}", html.display());
+        let export: Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+        assert_eq!(export["kind"], "kms-rotation-guard/estate-scan");
+        assert_eq!(&export["rows"], rows);
+        assert_eq!(export["accounts"], serde_json::json!(["222222222222", "444444444444", "333333333333"]));
+        assert_eq!(page.matches(r#"<span class="custody ok">held</span>"#).count(), 9, "{}", html.display());
+        assert_eq!(page.matches(r#"<details class="account""#).count(), 3, "a section per account");
         for (name, verdict) in verdicts(rows) {
             assert!(page.contains(&format!("data-verdict=\"{verdict}\" data-resource=\"{name}\"")), "{name} {verdict}");
         }
@@ -131,7 +137,7 @@ fn demo_evaluates_rotates_and_re_evaluates() {
 
     // Nothing left behind: every emulator it started refuses connections now.
     let endpoints = report["endpoints"].as_array().unwrap();
-    assert_eq!(endpoints.len(), 3);
+    assert_eq!(endpoints.len(), 4, "a moto per account and LocalStack");
     for e in endpoints {
         let addr = e.as_str().unwrap().trim_start_matches("http://");
         assert!(std::net::TcpStream::connect(addr).is_err(), "{addr} still answers after the demo");

@@ -124,7 +124,16 @@ pub(crate) async fn seed_resources(
     replicated: bool,
 ) -> Result<()> {
     let base = routed(endpoints, Credentials::new("testing", "testing", None, None, "bench")).await;
-    let wl = &base;
+    seed_resources_with(plan, services, replicated, &|_| &base).await
+}
+
+/// [`seed_resources`] with resource `g` created through `aws_of(g)` (its account's access).
+pub(crate) async fn seed_resources_with<'a>(
+    plan: &Plan,
+    services: &[&str],
+    replicated: bool,
+    aws_of: &(dyn Fn(usize) -> &'a Aws + Sync),
+) -> Result<()> {
     let total = plan.rds + plan.dynamodb + plan.s3;
     let done = &AtomicUsize::new(0);
     let started = Instant::now();
@@ -142,6 +151,7 @@ pub(crate) async fn seed_resources(
     };
     let todo = (0..total).filter(|g| wanted(g)).count();
     let create = |g: usize| async move {
+        let wl = aws_of(g);
         let key = Plan::alias_arn(plan.key_of(g));
         if g < plan.rds {
             wl.rds()

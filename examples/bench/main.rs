@@ -29,6 +29,7 @@ mod cold_start;
 mod emulators;
 mod estate;
 mod figures;
+mod organization;
 mod sweep;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -122,12 +123,33 @@ struct Args {
     /// rds, dynamodb or s3 (with --sweep-only).
     #[arg(long)]
     rule: Option<String>,
+    /// The organization: this many member accounts, the --resources spread over them, the
+    /// --keys in the security account; measures the estate scan, the organization rules
+    /// and the baseline in every account (see organization.rs). 0: one workload account.
+    #[arg(long, default_value_t = 0)]
+    accounts: usize,
+    /// Child modes of --accounts: the estate scan, or the organization rules, over these accounts.
+    #[arg(long, hide = true)]
+    estate_scan_only: bool,
+    #[arg(long, hide = true)]
+    org_rules_only: bool,
+    #[arg(long, hide = true, value_delimiter = ',')]
+    member_accounts: Vec<String>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     if args.sweep_only {
         return sweep_only(args.endpoint.as_deref(), args.rule.as_deref().unwrap());
+    }
+    if args.estate_scan_only {
+        return organization::scan_only(args.member_accounts);
+    }
+    if args.org_rules_only {
+        return organization::rules_only(args.member_accounts);
+    }
+    if args.accounts > 0 {
+        return organization::run_organization(&args);
     }
     run(&args)
 }

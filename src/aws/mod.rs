@@ -16,11 +16,11 @@ mod credentials;
 pub use ca_bundle::{prefer_single_ca_bundle, single_ca_bundle};
 pub use classify::{classify, fail, Failure, FailureKind};
 pub use counter::CallCounter;
-pub use credentials::CREDENTIAL_RENEWAL_MARGIN;
+pub use credentials::{Credentials, CREDENTIAL_RENEWAL_MARGIN};
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -45,9 +45,12 @@ pub struct Aws {
     cloudtrail: OnceLock<aws_sdk_cloudtrail::Client>,
     ssm: OnceLock<aws_sdk_ssm::Client>,
     sns: OnceLock<aws_sdk_sns::Client>,
-    /// KMS clients acting as an assumed role, by role ARN, with the credentials' expiry:
-    /// warm invocations reuse them instead of calling sts:AssumeRole each time.
-    assumed: Mutex<BTreeMap<String, (aws_sdk_kms::Client, SystemTime)>>,
+    organizations: OnceLock<aws_sdk_organizations::Client>,
+    /// Credentials of assumed roles, by role ARN (`credentials`): warm invocations reuse
+    /// them instead of calling sts:AssumeRole each time. One slot per role, shared by every
+    /// `Aws` derived from this one ([`Aws::for_account`], [`Aws::in_region`]), so the cache is
+    /// process-wide, and concurrent first uses wait for one AssumeRole.
+    assumed: Arc<Mutex<BTreeMap<String, credentials::Slot>>>,
 }
 
 /// Every call gets a connect and an operation timeout, so a hung endpoint becomes a
@@ -86,7 +89,8 @@ impl Aws {
             cloudtrail: OnceLock::new(),
             ssm: OnceLock::new(),
             sns: OnceLock::new(),
-            assumed: Mutex::new(BTreeMap::new()),
+            organizations: OnceLock::new(),
+            assumed: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
 
@@ -167,6 +171,20 @@ impl Aws {
                 b.push_interceptor(i);
             }
             aws_sdk_sts::Client::from_conf(b.build())
+        })
+    }
+
+    /// AWS Organizations (a global service: the SDK resolves its one endpoint per partition).
+    pub fn organizations(&self) -> &aws_sdk_organizations::Client {
+        self.organizations.get_or_init(|| {
+            let mut b = aws_sdk_organizations::config::Builder::from(&self.config);
+            if let Some(url) = self.endpoint("organizations") {
+                b = b.endpoint_url(url);
+            }
+            for i in self.interceptors() {
+                b.push_interceptor(i);
+            }
+            aws_sdk_organizations::Client::from_conf(b.build())
         })
     }
 

@@ -21,9 +21,7 @@ pub enum ExitStatus {
     Findings = 1,
     /// 2: bad input, or an AWS or HSM failure.
     Error = 2,
-    /// 3: the judgement is incomplete: part of the estate could not be read.
-    // Reserved for the organization scan (issue 21), which is the first to report coverage.
-    #[allow(dead_code)]
+    /// 3: the judgement is incomplete: part of the estate could not be read (`scan --accounts`).
     Incomplete = 3,
 }
 

@@ -28,6 +28,9 @@ pub struct KeyReader<'a> {
     params: &'a RuleParams,
     own_account: String,
     clients: Mutex<HashMap<String, Arc<OnceCell<AccountClient>>>>,
+    /// Accounts whose keys are read with a client given by the caller (a member role in an
+    /// organization): their keys are same-account reads, like the own account's.
+    local: Mutex<std::collections::HashSet<String>>,
     /// One DescribeKey per distinct reference, whoever asks first; the others wait for it.
     by_reference: Mutex<HashMap<String, Arc<OnceCell<Arc<KeyLookup>>>>>,
     /// One set of optional reads per distinct key, however many spellings name it.
@@ -43,10 +46,24 @@ impl<'a> KeyReader<'a> {
             params,
             own_account: own_account.to_string(),
             clients: Mutex::new(HashMap::new()),
+            local: Mutex::new(std::collections::HashSet::new()),
             by_reference: Mutex::new(HashMap::new()),
             by_key: Mutex::new(HashMap::new()),
             in_flight: Semaphore::new(CONCURRENCY),
         }
+    }
+
+    /// Reads the keys of `account` with `kms` (a client acting in that account, e.g. through
+    /// an organization's member role) instead of the reader role or our own credentials.
+    /// Registered before the first lookup of that account's keys.
+    pub fn read_account_with(&self, account: &str, kms: aws_sdk_kms::Client) {
+        let cell = OnceCell::new_with(Some(Ok(kms)));
+        self.clients.lock().expect("client cache poisoned").insert(account.to_string(), Arc::new(cell));
+        self.local.lock().expect("local accounts poisoned").insert(account.to_string());
+    }
+
+    fn is_local(&self, account: &str) -> bool {
+        account == self.own_account || self.local.lock().expect("local accounts poisoned").contains(account)
     }
 
     /// Looks one reference up, once per invocation: a sweep calls this as each resource
@@ -104,6 +121,16 @@ impl<'a> KeyReader<'a> {
     /// The client that reads keys of `account`: our own credentials for our own account,
     /// else the key-reader role assumed in that account when one is configured.
     async fn client_for(&self, account: &str, partition: &str) -> Result<AccountClient, Error> {
+        let given = self
+            .clients
+            .lock()
+            .expect("client cache poisoned")
+            .get(account)
+            .filter(|_| self.is_local(account))
+            .cloned();
+        if let Some(client) = given.as_deref().and_then(OnceCell::get) {
+            return Ok(client.clone());
+        }
         let Some(role_arn) = self.reader_role_arn(account, partition).filter(|_| account != self.own_account) else {
             return Ok(Ok(self.aws.kms().clone()));
         };
@@ -183,7 +210,7 @@ impl<'a> KeyReader<'a> {
     }
 
     fn grant_hint(&self, account: &str, partition: &str) -> String {
-        match self.reader_role_arn(account, partition).filter(|_| account != self.own_account) {
+        match self.reader_role_arn(account, partition).filter(|_| !self.is_local(account)) {
             Some(role) => format!("grant it to {role} in the key policy"),
             None => "grant it to the evaluator role in the key policy and IAM policy".into(),
         }
@@ -202,7 +229,7 @@ impl<'a> KeyReader<'a> {
                 return Ok(f);
             }
         };
-        let cross_account = f.account != self.own_account && self.params.key_reader_role_name.is_none();
+        let cross_account = !self.is_local(&f.account) && self.params.key_reader_role_name.is_none();
         if f.origin == "AWS_KMS" {
             f.auto_rotation = self.rotation_status(&client, &f).await?;
         }

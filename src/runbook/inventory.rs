@@ -248,10 +248,9 @@ pub fn entry(
     }
 }
 
-/// An `Aws` for `region` when it differs from `aws`'s own.
+/// An `Aws` for `region` when it differs from `aws`'s own (same endpoints, counter, credentials).
 pub(crate) fn regional(aws: &Aws, region: &str) -> Option<Aws> {
-    (region != aws.region())
-        .then(|| Aws::new(aws.sdk_config().to_builder().region(aws_config::Region::new(region.to_string())).build()))
+    (region != aws.region()).then(|| aws.in_region(region))
 }
 
 /// Every key id of this account in the client's Region (ListKeys), and every alias by key id.

@@ -15,6 +15,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kms::config::Credentials;
 use kms_rotation_guard::aws::{Aws, CallCounter};
 
+pub mod fault_proxy;
 pub mod json;
 pub mod seed;
 

@@ -124,6 +124,7 @@ fn arb_params() -> BoxedStrategy<RuleParams> {
             allow_aws_managed_keys: allow,
             verify_tag_against_kms: verify,
             expiry_warning_days: expiry,
+            execution_role_name: None,
         })
         .boxed()
 }

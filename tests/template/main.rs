@@ -21,6 +21,7 @@ mod cfn;
 mod iam;
 mod lint;
 mod logs_alerts;
+mod member_role;
 mod network;
 mod remediation;
 mod retirement;

@@ -68,7 +68,7 @@ pre#payload{max-height:360px;overflow:auto;background:#f6f8fa;padding:10px;borde
 
 /// Sorting by column and text search. Without JS the tables keep their order (grouped by
 /// account and service) and the verdict filter still works.
-pub(super) const JS: &str = r#"
+pub(crate) const JS: &str = r#"
 (function(){
 var q=document.getElementById('search');q.hidden=false;
 q.addEventListener('input',function(){var t=q.value.toLowerCase();document.querySelectorAll('.resources tbody tr').forEach(function(r){r.style.display=r.textContent.toLowerCase().indexOf(t)<0?'none':''})});

@@ -23,7 +23,8 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use super::AuditRow;
 use crate::params::RuleParams;
 use crate::verdict::Compliance;
-use assets::{CSS, JS};
+// The organization page (estate::report) uses the same style and script.
+pub(crate) use assets::{CSS, JS};
 use sections::{age_chart, keys_table, resources};
 
 /// What the page says about the scan itself.

@@ -1,12 +1,16 @@
-//! `demo`: the main job on one machine: local emulators, a seeded two-account estate, the
-//! rule handlers' periodic evaluation, rotation of every non-compliant imported key through
-//! SoftHSM, and a second evaluation showing what changed. Part of the CLI, never of the
+//! `demo`: the main job on one machine: local emulators, a seeded estate of three accounts
+//! (dev, int, prod), the rule handlers' periodic evaluation, rotation of every non-compliant
+//! imported key through SoftHSM, and a second evaluation showing what changed; the auditor's
+//! report is the organization report (`estate::report`). Part of the CLI, never of the
 //! library: the Lambdas cannot reach it. It starts emulators and stops every one it started.
 //!
 //! Layout, chosen for what the emulators can do (README, "Emulator gaps"):
 //! - LocalStack's KMS and STS play the security account holding the keys (BYOK import
 //!   works there), reached with per-service endpoints as `AWS_ENDPOINT_URL_KMS` would;
-//! - one moto server per workload account (dev, prod) plays RDS, DynamoDB, S3 and Config.
+//! - one moto server per workload account (dev, int, prod) plays RDS, DynamoDB, S3 and Config.
+//!
+//! Steps run in order in `demo` (numbered comments); a new step goes at the end, before the
+//! emulators are stopped, in a file of its own.
 
 mod emulators;
 mod runbook;
@@ -36,6 +40,8 @@ const REGION: &str = "eu-west-1";
 const SECURITY: &str = "000000000000";
 const READER_ROLE: &str = "kms-rotation-guard-key-reader";
 const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// The seed's three environments, one account each.
+const ENVIRONMENTS: [(&str, &str); 3] = [("dev", "222222222222"), ("int", "444444444444"), ("prod", "333333333333")];
 
 /// The whole product on this machine: local emulators, a seeded estate, evaluation,
 /// rotation through SoftHSM, re-evaluation. Starts and stops everything it needs.
@@ -96,7 +102,7 @@ async fn demo(opts: &DemoArgs) -> anyhow::Result<DemoReport> {
     let tmp = tempdir()?;
 
     // 1. Emulators and an HSM token.
-    say("== Starting LocalStack KMS (security account), moto for dev and prod, and a SoftHSM2 token");
+    say("== Starting LocalStack KMS (security account), moto for dev, int and prod, and a SoftHSM2 token");
     let conf = softhsm_token(&tmp)?;
     // Read by SoftHSM at its first C_Initialize, before any other thread touches the env.
     std::env::set_var("SOFTHSM2_CONF", &conf);
@@ -114,7 +120,7 @@ async fn demo(opts: &DemoArgs) -> anyhow::Result<DemoReport> {
     let security = Aws::new(sdk(&localstack.endpoint).await);
 
     let mut workloads = Vec::new();
-    for (name, account) in [("dev", "222222222222"), ("prod", "333333333333")] {
+    for (name, account) in ENVIRONMENTS {
         let port = free_port()?;
         let mut moto = Command::new(opts.tools.join("venv/bin/moto_server"));
         moto.args(["-H", "127.0.0.1", "-p", &port.to_string()]).env("MOTO_ACCOUNT_ID", account);
@@ -128,10 +134,10 @@ async fn demo(opts: &DemoArgs) -> anyhow::Result<DemoReport> {
     }
 
     // 2. The estate.
-    say("== Seeding: 6 BYOK keys (material generated in SoftHSM and imported), resources in dev and prod");
+    say("== Seeding: 9 BYOK keys (material generated in SoftHSM and imported), resources in dev, int and prod");
     let rotator = Rotator::new(&security, &hsm);
     let mut keys = std::collections::BTreeMap::new();
-    for env in ["dev", "prod"] {
+    for (env, _) in ENVIRONMENTS {
         for service in ["s3", "rds", "dynamodb"] {
             let alias = format!("{env}-{service}");
             let id = seed::key(&security, &alias, OriginType::External, &[]).await?;

@@ -35,7 +35,8 @@ pub(super) fn params() -> RuleParams {
     RuleParams { key_reader_role_name: Some(READER_ROLE.into()), ..RuleParams::default() }
 }
 
-/// `<stage>.html` and `<stage>.json` in `dir`; returns their paths.
+/// `<stage>.html` (the organization report: every account on one page) and `<stage>.json`
+/// (the estate export whose SHA-256 the page shows) in `dir`; returns their paths.
 pub(super) fn write_report(
     dir: &Path,
     stage: &str,
@@ -43,16 +44,32 @@ pub(super) fn write_report(
     at: chrono::DateTime<Utc>,
     rows: &[AuditRow],
 ) -> anyhow::Result<Vec<PathBuf>> {
+    use kms_rotation_guard::estate::{export, report, CoverageRow, CoverageStatus, EstateScan, ScanHeader};
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = &dir.canonicalize()?;
-    let accounts = workloads.iter().map(|w| w.account.to_string()).collect();
-    let header = kms_rotation_guard::audit::html::ReportHeader::new(accounts, REGION, at, &params());
+    // Every account was evaluated by its own rule handlers: all of it was seen.
+    let coverage = workloads
+        .iter()
+        .map(|w| CoverageRow {
+            account: w.account.to_string(),
+            region: REGION.to_string(),
+            status: CoverageStatus::Scanned,
+            reason: None,
+            resources: rows.iter().filter(|r| r.account == w.account).count(),
+        })
+        .collect();
+    let scan = EstateScan { rows: rows.to_vec(), coverage, unjudged: Vec::new(), keys: export::key_usage(rows) };
+    let header = ScanHeader {
+        scan_time: at,
+        accounts: workloads.iter().map(|w| w.account.to_string()).collect(),
+        regions: vec![REGION.to_string()],
+        source: "rule handlers (periodic, TestMode)".into(),
+    };
     let html = dir.join(format!("{stage}.html"));
     let json = dir.join(format!("{stage}.json"));
-    std::fs::write(&html, kms_rotation_guard::audit::html::render(&header, rows))
-        .with_context(|| format!("cannot write {}", html.display()))?;
-    std::fs::write(&json, kms_rotation_guard::audit::json(rows))
-        .with_context(|| format!("cannot write {}", json.display()))?;
+    let page = report::render(&header, &scan, &params(), &format!("{stage}.json"));
+    std::fs::write(&html, &page.html).with_context(|| format!("cannot write {}", html.display()))?;
+    std::fs::write(&json, &page.json).with_context(|| format!("cannot write {}", json.display()))?;
     Ok(vec![html, json])
 }
 
