@@ -31,8 +31,15 @@ pub struct KeysArgs {
     #[arg(long, value_delimiter = ',')]
     pub regions: Vec<String>,
     /// A `scan --format json` export (one account, or the organization's): which resources use each key.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "accounts")]
     pub resources: Option<PathBuf>,
+    /// Scan these accounts now for the resources on each key: `organization` (every active
+    /// account) or account ids separated by commas, in the same Regions (docs/organization.md).
+    #[arg(long)]
+    pub accounts: Option<String>,
+    /// The role read in each member account (member-role.yaml).
+    #[arg(long, default_value = kms_rotation_guard::estate::member::DEFAULT_MEMBER_ROLE, requires = "accounts")]
+    pub member_role_name: String,
     /// Point out keys with fewer on-demand rotations left than this.
     #[arg(long, default_value_t = 5)]
     pub min_rotations_left: u32,
@@ -70,6 +77,12 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitStatus> {
     let identity = aws.sts().get_caller_identity().send().await.context("sts:GetCallerIdentity failed")?;
     let account = identity.account().ok_or_else(|| anyhow!("GetCallerIdentity returned no account"))?.to_string();
     let regions = if args.regions.is_empty() { vec![aws.region()] } else { args.regions.clone() };
+    let usage = match (&args.accounts, usage) {
+        (Some(wanted), _) => {
+            Some(scan_usage(&aws, wanted, &args.member_role_name, &account, &regions, &params, now).await?)
+        }
+        (None, u) => u,
+    };
     let progress = std::io::stderr().is_terminal().then(|| {
         let p = indicatif::ProgressBar::new_spinner();
         p.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -112,4 +125,51 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitStatus> {
     } else {
         ExitStatus::Ok
     })
+}
+
+/// The organization scan (`--accounts`): who uses which key, as the scan's own export says.
+async fn scan_usage(
+    aws: &Aws,
+    wanted: &str,
+    member_role: &str,
+    own: &str,
+    regions: &[String],
+    params: &RuleParams,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<(ResourceUsage, String)> {
+    use kms_rotation_guard::estate::{self, export, EstateSpec, MemberRole, ScanHeader};
+    use kms_rotation_guard::resource::ResourceType;
+    let role = MemberRole::new(member_role)?;
+    let accounts: Vec<String> = match wanted.trim() {
+        "organization" => estate::organization_accounts(aws)
+            .await
+            .context("--accounts organization lists the accounts with Organizations ListAccounts")?
+            .into_iter()
+            .map(|a| a.id)
+            .collect(),
+        list => {
+            let ids: Vec<String> = list.split(',').map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
+            if let Some(bad) = ids.iter().find(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit())) {
+                return Err(anyhow!("--accounts: {bad:?} is not a 12-digit account id"));
+            }
+            if ids.is_empty() {
+                return Err(anyhow!("--accounts: give `organization` or account ids separated by commas"));
+            }
+            ids
+        }
+    };
+    let spec = EstateSpec {
+        accounts: accounts.clone(),
+        regions: regions.to_vec(),
+        member_role: Some(role.clone()),
+        own_account: own.to_string(),
+        resource_types: ResourceType::ALL.to_vec(),
+        concurrency: estate::DEFAULT_CONCURRENCY,
+    };
+    let scan = estate::scan(aws, &spec, params, now, &|_| {}).await?;
+    let header =
+        ScanHeader { scan_time: now, accounts, regions: regions.to_vec(), source: format!("assume-role:{role}") };
+    // The export is the one contract between the scan and the runbook: read it as a file would be.
+    let usage = ResourceUsage::parse(export::json(&scan, &header).as_bytes())?;
+    Ok((usage, format!("an organization scan of {} account(s) ({})", header.accounts.len(), header.source)))
 }

@@ -65,3 +65,20 @@ async fn keys_campaign_plan_and_rollback_follow_the_exit_table() {
     assert_eq!(code, 2);
     assert!(err.contains("not an alias"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_can_scan_the_accounts_itself() {
+    let moto = Moto::start();
+    let (aws, _) = workload(&moto.endpoint).await;
+    let arn = aws.kms().create_key().send().await.unwrap().key_metadata().unwrap().arn().unwrap().to_string();
+    kms_rotation_guard::testbed::bucket(&aws, "invoices-runbook", kms_rotation_guard::testbed::Sse::Kms(Some(&arn)))
+        .await
+        .unwrap();
+    let (code, out, err) = cli(&moto, &["keys", "--accounts", WORKLOAD, "--format", "json"]);
+    assert!(code == 0 || code == 1, "{err}");
+    let inv: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let users = &inv["keys"][0]["resources"];
+    assert_eq!(users.as_array().map(Vec::len), Some(1), "{inv}");
+    assert_eq!(users[0]["resourceId"], "invoices-runbook");
+    assert!(inv["resourcesFrom"].as_str().unwrap().contains("organization scan of 1 account"), "{inv}");
+}
