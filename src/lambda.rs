@@ -208,8 +208,12 @@ pub async fn remediate(aws: &Aws, settings: &RemediationSettings, payload: Value
         // Restores material KMS lost (expired, or deleted): no rotation, no quota spent, and
         // only material the HSM kept can be imported again.
         let source = settings.source(aws).await?;
-        let request =
-            ReimportRequest { key: req.key_id.clone(), key_material_id: key_material_id.clone(), dry_run: false };
+        let request = ReimportRequest {
+            key: req.key_id.clone(),
+            key_material_id: key_material_id.clone(),
+            dry_run: false,
+            expiry: None,
+        };
         tracing::info!(key = %request.key, resource, material = key_material_id.as_deref().unwrap_or("all pending"), "re-import requested");
         let report = Rotator::new(aws, source).reimport(&request).await?;
         let mut out = serde_json::to_value(&report).map_err(|e| RemediationError::Refused(e.to_string()))?;

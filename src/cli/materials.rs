@@ -36,5 +36,5 @@ pub async fn run(args: MaterialsArgs) -> anyhow::Result<ExitStatus> {
         print!("{}", report.table());
     }
     // Exit 1 when KMS is the only holder of some material: an operator must see it.
-    Ok(if report.materials.iter().all(|m| m.held) { ExitStatus::Ok } else { ExitStatus::Findings })
+    Ok(if report.has_findings() { ExitStatus::Findings } else { ExitStatus::Ok })
 }

@@ -54,7 +54,8 @@ pub struct RotateArgs {
     #[arg(long)]
     pub rule_parameters: Option<String>,
     /// Rotate even when the key does not need it (spends one of its 25 on-demand
-    /// rotations). For an operator only: the Lambda never forces.
+    /// rotations). For an operator only: the Lambda never forces. It still takes the key's
+    /// rotation lock: a key another rotation holds is not rotated (exit status 1).
     #[arg(long)]
     pub force: bool,
 }
@@ -87,16 +88,10 @@ pub async fn run(args: RotateArgs) -> anyhow::Result<ExitStatus> {
     };
     let aws = Aws::from_env().await;
     let rotator = Rotator::new(&aws, source.as_ref()).on_step(|step, text| eprintln!("==> {step:?}: {text}"));
-    if force {
-        eprintln!("==> --force: rotating without the \"does it need rotating?\" gate");
-        let (plan, record) = rotator.rotate(&request).await?;
-        match record {
-            None => println!("{plan}"),
-            Some(r) => println!("{}", serde_json::to_string(&r)?),
-        }
-        return Ok(ExitStatus::Ok);
-    }
     let claim_id = format!("cli-{}", remediation::new_claim_id());
+    if force {
+        return forced(&aws, &rotator, &request, &claim_id).await;
+    }
     let outcome =
         remediation::rotate_if_needed(&aws, &rotator, &request, &params, &claim_id, remediation::DEFAULT_CLAIM_SETTLE)
             .await?;
@@ -110,6 +105,51 @@ pub async fn run(args: RotateArgs) -> anyhow::Result<ExitStatus> {
             println!("{plan}");
         }
         Outcome::Rotated { record, .. } => println!("{}", serde_json::to_string(&record)?),
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// `--force`: no "does it need rotating?" gate, but the same lock as every rotation (the claim
+/// tag), so an operator's run never overlaps the Lambda's or another operator's.
+async fn forced(
+    aws: &Aws,
+    rotator: &Rotator<'_>,
+    request: &RotationRequest,
+    claim_id: &str,
+) -> anyhow::Result<ExitStatus> {
+    eprintln!("==> --force: rotating without the \"does it need rotating?\" gate (the lock still applies)");
+    if request.dry_run {
+        println!("{}", rotator.plan(request).await?);
+        return Ok(ExitStatus::Ok);
+    }
+    let plan = rotator.plan(request).await?;
+    let key_arn = plan.key_arn.clone();
+    let settle = remediation::DEFAULT_CLAIM_SETTLE;
+    if let remediation::Claim::Taken(why) =
+        remediation::claim(aws, &key_arn, claim_id, settle, chrono::Utc::now()).await?
+    {
+        eprintln!("==> not rotated: {why}");
+        println!("{}", serde_json::json!({ "status": "skipped", "reason": why }));
+        return Ok(ExitStatus::Findings);
+    }
+    let result = rotator.rotate(request).await;
+    let mut holders = vec![key_arn.clone()];
+    if let Ok((_, Some(r))) = &result {
+        if r.current_key_arn != key_arn {
+            // alias-swap copies the old key's tags, the claim included.
+            holders.push(r.current_key_arn.clone());
+        }
+    }
+    for k in holders {
+        if let Err(e) = remediation::release(aws, &k, claim_id).await {
+            // The lease ends it in 15 minutes; the rotation's own outcome matters more.
+            eprintln!("==> warning: could not remove the rotation claim from {k}: {e}");
+        }
+    }
+    let (plan, record) = result?;
+    match record {
+        None => println!("{plan}"),
+        Some(r) => println!("{}", serde_json::to_string(&r)?),
     }
     Ok(ExitStatus::Ok)
 }

@@ -3,5 +3,5 @@ pub mod facts;
 pub mod lookup;
 pub mod reference;
 
-pub use facts::{AutoRotation, Denial, Fact, KeyFacts, KeyLookup, KeyManager, Rotation};
+pub use facts::{AutoRotation, Denial, Expiry, Fact, KeyFacts, KeyLookup, KeyManager, Rotation};
 pub use reference::{Home, KeyRef};

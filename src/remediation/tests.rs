@@ -107,15 +107,37 @@ fn a_key_of_unknown_age_is_left_to_an_operator() {
     assert!(matches!(&n, Need::Skip(r) if r.contains("--force")), "{n:?}");
 }
 
+/// Expiring material is never answered with a rotation (issue 19): the gate skips and names
+/// the re-import that gives the material a later date.
 #[test]
-fn expiring_material_is_renewed_even_when_young() {
+fn expiring_material_is_never_rotated_and_the_reimport_is_named() {
     let mut f = key(10);
     f.expiration_model = Some("KEY_MATERIAL_EXPIRES".into());
     f.valid_to = Some(now() + Duration::days(5));
     let n = assess(&f, &unsupported(), &RuleParams::default(), now());
-    assert!(matches!(&n, Need::Rotate(r) if r.contains("expires")), "{n:?}");
+    assert!(matches!(&n, Need::Skip(r) if r.contains("kms-rotation-guard reimport --key")), "{n:?}");
+    // A NON_CURRENT material expiring while the CURRENT one does not: named by its id.
+    f.expiration_model = Some("KEY_MATERIAL_DOES_NOT_EXPIRE".into());
+    f.rotations = Fact::Known(vec![Rotation {
+        date: None,
+        material_id: Some("old-material".into()),
+        material_state: Some("NON_CURRENT".into()),
+        expiration_model: Some("KEY_MATERIAL_EXPIRES".into()),
+        valid_to: Some(now() + Duration::days(5)),
+    }]);
+    let n = assess(&f, &unsupported(), &RuleParams::default(), now());
+    assert!(matches!(&n, Need::Skip(r) if r.contains("--key-material-id old-material")), "{n:?}");
     f.valid_to = Some(now() + Duration::days(200));
+    if let Fact::Known(rs) = &mut f.rotations {
+        rs[0].valid_to = f.valid_to;
+    }
     assert!(!is_rotate(&assess(&f, &unsupported(), &RuleParams::default(), now())));
+    // PendingImport after the material expired: re-import, never a rotation.
+    let mut lost = key(10);
+    lost.state = "PendingImport".into();
+    lost.current_material_id = Some("m".into());
+    let n = assess(&lost, &Fact::NotRead, &RuleParams::default(), now());
+    assert!(matches!(&n, Need::Skip(r) if r.contains("reimport --key")), "{n:?}");
 }
 
 #[test]

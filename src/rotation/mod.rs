@@ -10,12 +10,14 @@
 //! - Tags claiming a rotation are written only after verification succeeds.
 //! - Key material, wrapped or not, and the import token never reach a log or an error.
 //! - Custody: with an HSM, every material is a persistent token object before KMS sees it,
-//!   named with the key ARN and the KMS key material id, so it can be imported again
+//!   named at creation with the key ARN and an id of its own that KMS links to its material id
+//!   (KeyMaterialDescription; see `custody`), so it can be imported again
 //!   ([`Rotator::reimport`]); [`Rotator::materials`] shows what KMS lists and what the HSM holds.
 
 pub mod hsm;
 
 mod alias_swap;
+mod custody;
 mod error;
 mod import;
 mod in_place;
@@ -32,7 +34,7 @@ pub use materials::{MaterialStatus, MaterialsReport};
 pub use multi_region::Replica;
 pub use plan::{Progress, RotationPlan};
 pub use record::RotationRecord;
-pub use reimport::{ReimportReport, ReimportRequest, Reimported};
+pub use reimport::{Expiration, ReimportReport, ReimportRequest, Reimported};
 pub use request::{RotationRequest, Step, Strategy};
 
 use error::aws_err;
@@ -214,12 +216,12 @@ impl<'a> Rotator<'a> {
         if req.dry_run {
             return Ok((plan, None));
         }
-        let resumed = !matches!(plan.progress, Progress::Fresh | Progress::FirstImport);
-        let (current_key_arn, material) = match plan.strategy {
+        let resumed = !matches!(plan.progress, Progress::Fresh | Progress::FirstImport) || plan.resume_object.is_some();
+        let (current_key_arn, material, kept) = match plan.strategy {
             Strategy::InPlace => self.in_place(req, &plan).await?,
             Strategy::AliasSwap => self.alias_swap(req, &plan).await?,
         };
-        let hsm_object = self.held(&current_key_arn, material.as_deref())?.map(|k| k.to_string());
+        let hsm_object = kept.map(|k| k.to_string());
         let record = RotationRecord {
             key_arn: plan.key_arn.clone(),
             current_key_arn,

@@ -13,11 +13,19 @@ impl Rotator<'_> {
     }
 
     /// Writes the rotation tags (only ever after verification), then drops the pending tag.
+    ///
+    /// Multi-Region: KMS does not synchronise tags between related keys (ReplicateKey: "Tags
+    /// are not a shared property of multi-Region keys"), and the rule evaluators in each
+    /// replica's Region read that replica's tags. So every replica gets the same record, in its
+    /// own Region, before the primary: the primary's pending tag goes last, so a run stopped
+    /// anywhere in here resumes (Progress::Rotated) instead of rotating again.
     pub(super) async fn record(
         &self,
         req: &RotationRequest,
         key: &str,
         material: Option<&str>,
+        kept: Option<&hsm::KeptMaterial>,
+        replicas: &[Replica],
     ) -> Result<(), RotationError> {
         let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let mut tags = vec![(req.date_tag.as_str(), now.as_str())];
@@ -25,15 +33,34 @@ impl Rotator<'_> {
             tags.push((MATERIAL_TAG, m));
         }
         // Where the material lives, so an operator can find it without our own database.
-        let held = self.held(key, material)?.map(|k| k.tag_value());
+        let held = kept.map(|k| k.tag_value());
         if let Some(h) = &held {
             tags.push((HSM_OBJECT_TAG, h));
         }
         if let Some(c) = &req.change_id {
             tags.push((CHANGE_ID_TAG, c));
         }
+        for r in replicas {
+            let kms = self.aws.kms_in_region(&r.region);
+            let written: Vec<Tag> = tags
+                .iter()
+                .map(|(k, v)| Tag::builder().tag_key(*k).tag_value(*v).build().expect("key and value set"))
+                .collect();
+            kms.tag_resource()
+                .key_id(&r.arn)
+                .set_tags(Some(written))
+                .send()
+                .await
+                .map_err(aws_err("kms:TagResource"))?;
+            // Our own bookkeeping tag, not key material: removing it deletes nothing of value.
+            kms.untag_resource()
+                .key_id(&r.arn)
+                .tag_keys(PENDING_TAG)
+                .send()
+                .await
+                .map_err(aws_err("kms:UntagResource"))?;
+        }
         self.tag(key, &tags).await?;
-        // Our own bookkeeping tag, not key material: removing it deletes nothing of value.
         self.kms()
             .untag_resource()
             .key_id(key)
@@ -41,7 +68,15 @@ impl Rotator<'_> {
             .send()
             .await
             .map_err(aws_err("kms:UntagResource"))?;
-        self.step(req, Step::Record, &format!("tagged {key}: {}={now}", req.date_tag))
+        let also = if replicas.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " and its replicas in {}",
+                replicas.iter().map(|r| r.region.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        };
+        self.step(req, Step::Record, &format!("tagged {key}{also}: {}={now}", req.date_tag))
     }
 }
 

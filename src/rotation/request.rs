@@ -41,13 +41,11 @@ impl fmt::Display for Strategy {
 pub enum Step {
     Plan,
     CreateSuccessor,
-    /// The material exists as a persistent HSM object (`CKA_ID=pending`).
+    /// The material exists as a persistent HSM object, named at creation (`CKA_ID=krg-…`).
     KeepMaterial,
     GetParametersForImport,
     GenerateAndWrap,
     ImportKeyMaterial,
-    /// The HSM object's `CKA_ID` is the KMS key material id.
-    LabelMaterial,
     /// Multi-Region: the same material is imported into every replica.
     ImportIntoReplicas,
     Rotate,

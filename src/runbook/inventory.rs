@@ -19,7 +19,7 @@ use crate::key::lookup::KeyReader;
 use crate::key::{Fact, Home, KeyFacts, KeyLookup, KeyManager, KeyRef};
 use crate::params::RuleParams;
 use crate::rotation::hsm::KeyMaterialSource;
-use crate::rotation::ON_DEMAND_QUOTA;
+use crate::rotation::{Rotator, ON_DEMAND_QUOTA};
 
 /// Tag names read as the key's service, first found wins.
 pub const SERVICE_TAGS: [&str; 3] = ["Service", "service", "Application"];
@@ -122,18 +122,13 @@ pub fn material_date(facts: &KeyFacts, tag_key: &str, now: DateTime<Utc>) -> Opt
     facts.newest_material_date().max(tag)
 }
 
-/// The earliest expiry among every material (DescribeKey ValidTo and each listed material).
+/// The earliest expiry among every material: `KeyFacts::earliest_expiry`, the rule's own
+/// reading (DescribeKey ValidTo and every permanently associated material listed).
 pub fn earliest_expiry(facts: &KeyFacts) -> Option<(DateTime<Utc>, Option<String>)> {
-    let mut all: Vec<(DateTime<Utc>, Option<String>)> = Vec::new();
-    if let Some(v) = facts.valid_to {
-        all.push((v, None));
+    match facts.earliest_expiry() {
+        crate::key::facts::Expiry::On { material, valid_to } => Some((valid_to, material)),
+        _ => None,
     }
-    if let Fact::Known(rs) = &facts.rotations {
-        all.extend(rs.iter().filter_map(|r| Some((r.valid_to?, r.material_id.clone()))));
-    }
-    // The same date from DescribeKey and the listing: keep the one that names its material.
-    all.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.is_some().cmp(&a.1.is_some())));
-    all.into_iter().next()
 }
 
 /// On-demand rotations left: imported material rotates only on demand, and every dated
@@ -217,6 +212,13 @@ pub fn entry(
                 facts.key_arn
             ));
         }
+    }
+    if let crate::key::facts::Expiry::DateUnknown { material } = facts.earliest_expiry() {
+        findings.push(format!(
+            "key material {} expires, and KMS gives no date: check it (kms-rotation-guard materials --key {})",
+            material.as_deref().unwrap_or("(id unknown)"),
+            facts.key_arn
+        ));
     }
     if held == Some(false) {
         findings.push("the HSM does not hold the current key material (NOT HELD): it cannot be imported again".into());
@@ -359,14 +361,17 @@ pub async fn read(
                     continue;
                 }
             };
-            let held = match (source, &facts.current_material_id) {
-                (Some(s), Some(m)) if facts.origin == "EXTERNAL" => match s.find_kept(&facts.key_arn, m) {
-                    Ok(k) => Some(k.is_some()),
-                    Err(e) => {
-                        inv.unread.push(format!("{arn}: custody unknown: {e}"));
-                        None
+            // The existing custody check (the report's): KMS's material list against the HSM.
+            let held = match source {
+                Some(s) if facts.origin == "EXTERNAL" && facts.state == "Enabled" => {
+                    match Rotator::new(aws_r, s).holds_current_material(&facts.key_arn).await {
+                        Ok(h) => h,
+                        Err(e) => {
+                            inv.unread.push(format!("{arn}: custody unknown: {e}"));
+                            None
+                        }
                     }
-                },
+                }
                 _ => None,
             };
             let names = aliases.get(&facts.key_id).cloned().unwrap_or_default();

@@ -22,13 +22,20 @@ impl AnsweringProxy {
     /// No random faults; each entry of `aws_errors` ({"match": [...], "status", "content_type",
     /// "body"}) answers every request containing all its `match` substrings.
     pub fn start(target_port: u16, aws_errors: &Value) -> AnsweringProxy {
+        AnsweringProxy::start_at(&format!("http://127.0.0.1:{target_port}"), aws_errors)
+    }
+
+    /// The same in front of `target` (an endpoint URL, e.g. LocalStack's). Entries may also be
+    /// {"match", "patch"}: the emulator's JSON reply with `patch` deep-merged into it (a field
+    /// it does not return, such as DescribeKey's ValidTo).
+    pub fn start_at(target: &str, aws_errors: &Value) -> AnsweringProxy {
         let port = free_port();
         let dir = root().join("target/tmp");
         std::fs::create_dir_all(&dir).unwrap();
         let stats = dir.join(format!("answering-proxy-{}-{port}.json", std::process::id()));
         let _ = std::fs::remove_file(&stats);
         let mut child = Command::new(tool("venv", "mitmdump"))
-            .args(["-q", "--mode", &format!("reverse:http://127.0.0.1:{target_port}")])
+            .args(["-q", "--mode", &format!("reverse:{target}")])
             .args(["--listen-host", "127.0.0.1", "--listen-port", &port.to_string()])
             .args(["-s", root().join("tests/fault_proxy.py").to_str().unwrap()])
             .args(["--set", "keep_host_header=true", "--set", "fault_rate=0"])
@@ -85,4 +92,21 @@ pub fn assume_role_denied(account: &str, role: &str) -> Value {
              <RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>"
         ),
     })
+}
+
+/// A KMS JSON-protocol success body for the requests containing every `matching` substring,
+/// as the API reference gives it (an answer the emulator cannot give: ListKeyRotations on
+/// LocalStack, or with material on moto).
+pub fn kms_reply(matching: &[&str], body: Value) -> Value {
+    serde_json::json!({
+        "match": matching,
+        "status": 200,
+        "content_type": "application/x-amz-json-1.1",
+        "body": body.to_string(),
+    })
+}
+
+/// Seconds since the epoch, as KMS's JSON protocol sends timestamps.
+pub fn epoch(t: chrono::DateTime<chrono::Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
 }
