@@ -124,7 +124,48 @@ pub fn decide(protection: &Protection, lookup: Option<&KeyLookup>, p: &RuleParam
         }
         None => return Verdict::non_compliant(format!("KMS key {name} was not looked up (internal error)")),
     };
-    judge_key(&name, facts, p, now)
+    with_quota(judge_key(&name, facts, p, now), facts, p)
+}
+
+/// Few rotations left (issue 20): an imported key has 25 on-demand rotations for life, and
+/// every completed rotation of its material is one of them (ListKeyRotations lists the first
+/// import without a date). At `minRotationsLeft` or fewer the verdict says so, whatever it
+/// decided, so that people plan an alias-swap or a new key in time; the security account
+/// then no longer rotates the key automatically.
+fn with_quota(v: Verdict, f: &KeyFacts, p: &RuleParams) -> Verdict {
+    let Some(left) = on_demand_rotations_left(f) else { return v };
+    if left > p.min_rotations_left {
+        return v;
+    }
+    let note = format!("; few rotations left ({left} of {ON_DEMAND_QUOTA}): plan an alias-swap or a new key");
+    let room = MAX_ANNOTATION.saturating_sub(note.chars().count());
+    let head: String = if v.annotation.chars().count() > room {
+        let mut h: String = v.annotation.chars().take(room.saturating_sub(1)).collect();
+        h.push('…');
+        h
+    } else {
+        v.annotation.clone()
+    };
+    Verdict { compliance: v.compliance, annotation: fit_annotation(&format!("{head}{note}")) }
+}
+
+/// On-demand rotations per key, for life (KMS Developer Guide; not raisable).
+const ON_DEMAND_QUOTA: u32 = 25;
+
+/// On-demand rotations an imported key has left: its completed rotations counted from
+/// ListKeyRotations (an imported key rotates only on demand). `None` when the history was
+/// not read, or for keys whose material KMS generates (automatic rotation is not counted).
+pub fn on_demand_rotations_left(f: &KeyFacts) -> Option<u32> {
+    if f.origin != "EXTERNAL" {
+        return None;
+    }
+    match &f.rotations {
+        Fact::Known(rs) => {
+            let used = rs.iter().filter(|r| r.date.is_some()).count();
+            Some(ON_DEMAND_QUOTA.saturating_sub(u32::try_from(used).unwrap_or(u32::MAX)))
+        }
+        _ => None,
+    }
 }
 
 fn aws_managed(name: &str, p: &RuleParams) -> Verdict {

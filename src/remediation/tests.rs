@@ -223,3 +223,41 @@ fn error_types_are_stable_per_class() {
         assert_eq!(e.error_type(), want, "{e}");
     }
 }
+
+/// Issue 20: who asks comes from the transport. An EventBridge event is a workload's request
+/// from the envelope's `account`; anything else is an operator's direct invocation.
+#[test]
+fn the_transport_says_who_asks() {
+    use serde_json::json;
+    let detail = json!({"keyId": "arn:aws:kms:eu-west-1:999999999999:key/k", "resourceId": "b"});
+    let event = json!({
+        "version": "0", "id": "e-1", "detail-type": REQUEST_DETAIL_TYPE, "source": WORKLOAD_SOURCE,
+        "account": "111122223333", "time": "2026-11-24T12:00:00Z", "region": "eu-west-1", "resources": [],
+        "detail": detail
+    });
+    assert!(is_bus_event(&event));
+    let (who, req) = incoming(event.clone()).unwrap();
+    assert_eq!(who, Requester::Workload { account: "111122223333".into() });
+    assert_eq!(req, detail, "the request is the detail, unchanged");
+    // A request that names an account in its own body is still the envelope's account's.
+    let mut claims = event.clone();
+    claims["detail"]["account"] = json!("999999999999");
+    assert_eq!(incoming(claims).unwrap().0, Requester::Workload { account: "111122223333".into() });
+    // Anything else through the bus is malformed, not an operator's request.
+    for (k, v) in [
+        ("source", json!("aws.kms")),
+        ("detail-type", json!("Other")),
+        ("account", json!("1111")),
+        ("account", json!(null)),
+        ("detail", json!("{\"keyId\": \"x\"}")),
+    ] {
+        let mut e = event.clone();
+        e[k] = v.clone();
+        let err = incoming(e).unwrap_err();
+        assert!(matches!(err, RemediationError::MalformedPayload(_)), "{k}={v}: {err}");
+    }
+    // A direct invocation: the payload is the request, and the requester the operator.
+    let (who, req) = incoming(detail.clone()).unwrap();
+    assert_eq!((who, req), (Requester::Operator, detail));
+    assert!(!is_bus_event(&json!({"keyId": "alias/x"})));
+}

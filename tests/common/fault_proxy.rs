@@ -3,19 +3,20 @@
 //! trust the caller, a denied read). Killed on drop.
 #![allow(dead_code)]
 
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{free_port, root, tool};
+use super::{free_port, output_to, root, tempdir, tool, wait_for_port};
 
 pub struct AnsweringProxy {
     child: Child,
     pub endpoint: String,
     stats: PathBuf,
+    /// mitmproxy's home (its CA), its counts and its output (`mitmdump.log`).
+    _dir: tempdir::TempDir,
 }
 
 impl AnsweringProxy {
@@ -30,32 +31,23 @@ impl AnsweringProxy {
     /// it does not return, such as DescribeKey's ValidTo).
     pub fn start_at(target: &str, aws_errors: &Value) -> AnsweringProxy {
         let port = free_port();
-        let dir = root().join("target/tmp");
-        std::fs::create_dir_all(&dir).unwrap();
-        let stats = dir.join(format!("answering-proxy-{}-{port}.json", std::process::id()));
-        let _ = std::fs::remove_file(&stats);
-        let mut child = Command::new(tool("venv", "mitmdump"))
-            .args(["-q", "--mode", &format!("reverse:{target}")])
+        let dir = tempdir::TempDir::new("answering-proxy");
+        let stats = dir.path().join("stats.json");
+        let log = dir.path().join("mitmdump.log");
+        let mut cmd = Command::new(tool("venv", "mitmdump"));
+        cmd.args(["-q", "--mode", &format!("reverse:{target}")])
             .args(["--listen-host", "127.0.0.1", "--listen-port", &port.to_string()])
             .args(["-s", root().join("tests/fault_proxy.py").to_str().unwrap()])
             .args(["--set", "keep_host_header=true", "--set", "fault_rate=0"])
             .args(["--set", &format!("aws_errors={aws_errors}")])
             .args(["--set", &format!("stats_file={}", stats.display())])
-            // mitmproxy writes its CA under the home directory; keep it out of the user's.
-            .env("HOME", &dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start mitmdump");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("mitmdump exited early with {status}");
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "mitmdump did not listen within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        AnsweringProxy { child, endpoint: format!("http://127.0.0.1:{port}"), stats }
+            // mitmproxy writes its CA under the home directory: one of its own, so that two
+            // proxies starting at once on a fresh clone do not create the same files.
+            .env("HOME", dir.path());
+        output_to(&mut cmd, &log);
+        let mut child = cmd.spawn().expect("start mitmdump");
+        wait_for_port(port, &mut child, "mitmdump", &log, Duration::from_secs(30));
+        AnsweringProxy { child, endpoint: format!("http://127.0.0.1:{port}"), stats, _dir: dir }
     }
 
     /// How often each `aws_errors` entry (by index) answered.
@@ -72,7 +64,6 @@ impl Drop for AnsweringProxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.stats);
     }
 }
 
