@@ -1,6 +1,6 @@
 //! A deployment a person can follow from an empty organization (issue 20): nothing is
 //! granted to a role that does not exist yet, neither stack needs the other's resources to
-//! deploy, inputs are checked, and the organization variant is refused until it is scoped.
+//! deploy, inputs are checked, and the organization variant enters member accounts of its organization only.
 
 use crate::cfn::*;
 use crate::network::failed_rules;
@@ -79,19 +79,46 @@ fn no_grant_names_a_role_that_may_not_exist_yet() {
 }
 
 #[test]
-fn the_organization_variant_is_refused_until_it_is_scoped() {
+fn the_organization_variant_needs_the_organization_and_enters_only_its_accounts() {
     let w = template(WORKLOAD_TEMPLATE);
-    let refused = failed_rules(&w, &[("SecurityAccountId", "111111111111"), ("DeployToOrganization", "true")]);
-    assert!(refused.iter().any(|r| r.contains("issue 21")), "{refused:?}");
+    let org = [("SecurityAccountId", "111111111111"), ("DeployToOrganization", "true")];
+    let refused = failed_rules(&w, &org);
+    assert!(refused.iter().any(|r| r.contains("needs OrganizationId")), "{refused:?}");
+    let with_org = [org[0], org[1], ("OrganizationId", ORG)];
+    assert!(failed_rules(&w, &with_org).is_empty(), "the organization variant deploys with OrganizationId");
     assert!(failed_rules(&w, &[("SecurityAccountId", "111111111111")]).is_empty(), "the account variant deploys");
-    // Config may invoke the evaluators only for this account, in every variant.
-    for org in ["false", "true"] {
-        let cfn = Cfn::new(&w, &[("SecurityAccountId", "111111111111"), ("DeployToOrganization", org)]);
-        for (id, p) in cfn.resources_of_type("AWS::Lambda::Permission") {
-            assert_eq!(p["Properties"]["Principal"].as_str(), Some("config.amazonaws.com"), "{id}");
-            assert_eq!(p["Properties"]["SourceAccount"].as_str(), Some(ACCOUNT), "{id}: DeployToOrganization={org}");
-        }
+    // The account variant: Config may invoke the evaluators only for this account.
+    let account = Cfn::new(&w, &[("SecurityAccountId", "111111111111")]);
+    for (id, p) in account.resources_of_type("AWS::Lambda::Permission") {
+        assert_eq!(p["Properties"]["Principal"].as_str(), Some("config.amazonaws.com"), "{id}");
+        assert_eq!(p["Properties"]["SourceAccount"].as_str(), Some(ACCOUNT), "{id}");
     }
+    // The organization variant: the boundary is the member role, which each evaluator may
+    // assume only in accounts of the organization, and which it assumes before reading anything.
+    let cfn = Cfn::new(&w, &with_org);
+    for role in ["RdsRuleRole", "DynamoDbRuleRole", "S3RuleRole"] {
+        let assume: Vec<Value> = cfn
+            .role_statements(role)
+            .into_iter()
+            .filter(|st| actions_of(st).iter().any(|a| a == "sts:AssumeRole"))
+            .filter(|st| strings(&st["Resource"]).iter().any(|r| r.ends_with(":role/kms-rotation-guard-member")))
+            .collect();
+        assert_eq!(assume.len(), 1, "{role}: one statement assumes the member role");
+        assert_eq!(
+            assume[0]["Condition"]["StringEquals"]["aws:ResourceOrgID"].as_str(),
+            Some(ORG),
+            "{role}: only inside the organization"
+        );
+        // Without the organization variant no evaluator may assume a member role.
+        assert!(
+            account.role_statements(role).iter().all(|st| !strings(&st["Resource"])
+                .iter()
+                .any(|r| r.ends_with(":role/kms-rotation-guard-member"))),
+            "{role}"
+        );
+    }
+    let env = &w["Globals"]["Function"]["Environment"]["Variables"]["KRG_EXECUTION_ROLE_NAME"];
+    assert_eq!(cfn.eval(env).as_str(), Some("kms-rotation-guard-member"), "the functions know the role");
 }
 
 /// `re.fullmatch(pattern, value)` for each value (CloudFormation's AllowedPattern matches
