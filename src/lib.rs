@@ -38,6 +38,7 @@ pub mod report;
 pub mod resource;
 pub mod rotation;
 pub mod rule;
+pub mod runbook;
 pub mod testbed;
 pub mod verdict;
 

@@ -9,13 +9,17 @@
 //! `pub async fn run(args) -> anyhow::Result<ExitStatus>`, one variant in [`Command`] and one
 //! dispatch line in [`run`].
 
+pub mod campaign;
 pub mod demo;
 pub mod evaluate;
 pub mod exit;
 pub mod format;
 pub mod hsm_args;
+pub mod keys;
 pub mod materials;
 pub mod reimport;
+pub mod retire;
+pub mod rollback;
 pub mod rotate;
 pub mod scan;
 
@@ -49,6 +53,10 @@ pub enum Command {
     Rotate(rotate::RotateArgs),
     Materials(materials::MaterialsArgs),
     Reimport(reimport::ReimportArgs),
+    Keys(keys::KeysArgs),
+    Campaign(campaign::CampaignArgs),
+    Rollback(rollback::RollbackArgs),
+    Retire(retire::RetireArgs),
 }
 
 /// Runs one command.
@@ -60,6 +68,10 @@ pub async fn run(command: Command) -> anyhow::Result<ExitStatus> {
         Command::Rotate(args) => rotate::run(args).await,
         Command::Materials(args) => materials::run(args).await,
         Command::Reimport(args) => reimport::run(args).await,
+        Command::Keys(args) => keys::run(args).await,
+        Command::Campaign(args) => campaign::run(args).await,
+        Command::Rollback(args) => rollback::run(args).await,
+        Command::Retire(args) => retire::run(args).await,
     }
 }
 

@@ -67,6 +67,9 @@ pub const DATE_TAG: &str = "LastRotationDate";
 pub const MATERIAL_TAG: &str = crate::params::MATERIAL_ID_TAG;
 /// On a key: the HSM object holding its current material (token and `CKA_ID`).
 pub const HSM_OBJECT_TAG: &str = "KmsRotationGuardHsmObject";
+/// On a key: the change ticket (e.g. `CHG-1234`) of the campaign that rotated it, so an
+/// auditor can go from the ticket to the keys and back (issue 22).
+pub const CHANGE_ID_TAG: &str = "KmsRotationGuardChangeId";
 /// The encryption context of every verification Encrypt/Decrypt. The rotation role may use
 /// Encrypt and Decrypt only under it, so it can never decrypt application data.
 pub const PROBE_CONTEXT: (&str, &str) = ("kms-rotation-guard:probe", "verification");
@@ -239,6 +242,7 @@ impl<'a> Rotator<'a> {
             }),
             resumed,
             duration_ms: started.elapsed().as_millis(),
+            change_id: req.change_id.clone(),
         };
         // The audit line: one structured record of who rotated what, where and how.
         tracing::info!(
@@ -254,6 +258,7 @@ impl<'a> Rotator<'a> {
             host = %hostname(),
             resumed = record.resumed,
             duration_ms = record.duration_ms as u64,
+            change_id = record.change_id.as_deref().unwrap_or("none"),
             "key material rotated"
         );
         if !req.reevaluate.is_empty() {

@@ -42,6 +42,9 @@ impl Rotator<'_> {
         if let Some(h) = &held {
             tags.push((HSM_OBJECT_TAG, h));
         }
+        if let Some(c) = &req.change_id {
+            tags.push((CHANGE_ID_TAG, c));
+        }
         for r in replicas {
             let kms = self.aws.kms_in_region(&r.region);
             let written: Vec<Tag> = tags
@@ -101,4 +104,7 @@ pub struct RotationRecord {
     pub quota_left: Option<u32>,
     pub resumed: bool,
     pub duration_ms: u128,
+    /// The change ticket of the campaign that ran this rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_id: Option<String>,
 }

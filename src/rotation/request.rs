@@ -71,6 +71,9 @@ pub struct RotationRequest {
     pub date_tag: String,
     /// Only rotate keys carrying this tag with this value (a guard for automation).
     pub required_tag: Option<(String, String)>,
+    /// The change ticket this rotation belongs to: written into the record, the key's
+    /// [`CHANGE_ID_TAG`](super::CHANGE_ID_TAG) and the audit line.
+    pub change_id: Option<String>,
     /// Tests only: stop with [`RotationError::Interrupted`] right after this step.
     #[doc(hidden)]
     pub stop_after: Option<Step>,
@@ -88,6 +91,7 @@ impl RotationRequest {
             reevaluate: vec![],
             date_tag: DATE_TAG.to_string(),
             required_tag: None,
+            change_id: None,
             stop_after: None,
         }
     }

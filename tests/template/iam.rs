@@ -14,11 +14,16 @@ fn iam_is_least_privilege() {
         let sts = statements(&t);
         assert!(!sts.is_empty(), "{name}: no IAM statements found");
         let binaries = function_binaries(&t);
+        // The runbook's watcher (issue 22) is no evaluator: it reads guarded keys and
+        // publishes to the encrypted alert topic (checked below and in `retirement`).
+        const WATCHER_BINARY: &str = "key-use-watcher";
         let evaluator_roles: BTreeSet<String> = binaries
             .iter()
-            .filter(|(_, b)| b.as_str() != ROTATION_BINARY)
+            .filter(|(_, b)| b.as_str() != ROTATION_BINARY && b.as_str() != WATCHER_BINARY)
             .map(|(id, _)| function_role(resource(&t, id)))
             .collect();
+        let watcher_role =
+            binaries.iter().find(|(_, b)| b.as_str() == WATCHER_BINARY).map(|(id, _)| function_role(resource(&t, id)));
         let rotation_role =
             binaries.iter().find(|(_, b)| b.as_str() == ROTATION_BINARY).map(|(id, _)| function_role(resource(&t, id)));
 
@@ -31,10 +36,11 @@ fn iam_is_least_privilege() {
                 }
                 let kms = a.starts_with("kms:");
                 if kms && star {
-                    let allowed = KMS_WITHOUT_RESOURCE_LEVEL.contains(&a.as_str())
+                    let allowed = (KMS_WITHOUT_RESOURCE_LEVEL.contains(&a.as_str())
                         && Some(&s.role) == rotation_role.as_ref()
                         && s.actions.len() == 1
-                        && (a != "kms:CreateKey" || s.has_condition);
+                        && (a != "kms:CreateKey" || s.has_condition))
+                        || (a == "kms:ListAliases" && Some(&s.role) == watcher_role.as_ref() && s.actions.len() == 1);
                     if !allowed {
                         problems.push(format!("{at}: {a} on Resource \"*\""));
                     }
@@ -47,6 +53,11 @@ fn iam_is_least_privilege() {
                     && s.has_condition;
                 if FORBIDDEN_KMS.contains(&a.as_str()) && !lockout_check {
                     problems.push(format!("{at}: destructive {a}"));
+                }
+                // The watcher publishes to the encrypted topic: its key, through SNS only.
+                let topic_key = (a == "kms:GenerateDataKey" || a == "kms:Decrypt") && s.has_condition;
+                if kms && Some(&s.role) == watcher_role.as_ref() && !is_kms_read(a) && !topic_key {
+                    problems.push(format!("{at}: the watcher holds KMS action {a}"));
                 }
                 if kms && evaluator_roles.contains(&s.role) && !is_kms_read(a) {
                     problems.push(format!("{at}: evaluator holds KMS write action {a}"));

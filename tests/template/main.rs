@@ -28,6 +28,7 @@ mod member_role;
 mod network;
 mod remediation;
 mod requests;
+mod retirement;
 mod rotation_role;
 mod rules;
 mod support;

@@ -260,7 +260,10 @@ fn alias_swap_passes_the_policy_lockout_check_and_never_bypasses_it() {
         [format!("{ROTATION_ROLE}.Arn")]
     );
     assert_eq!(strings(&seq(&watch["Properties"]["Targets"])[0]["Arn"]), ["ref:AlertTopic"]);
-    assert!(off.resources_of_type("AWS::Events::Rule").iter().all(|(id, _)| id == "RequestRule"));
+    assert!(off
+        .resources_of_type("AWS::Events::Rule")
+        .iter()
+        .all(|(id, _)| id == "RequestRule" || id == "WatcherRule"));
 }
 
 #[test]

@@ -10,6 +10,8 @@
 //! key-age picture and the two tables; `assets` holds the page's own CSS and script.
 
 mod assets;
+/// The page's style, shared with the runbook's inventory page.
+pub(crate) use assets::CSS as STYLE;
 mod sections;
 
 use std::collections::{BTreeMap, BTreeSet};

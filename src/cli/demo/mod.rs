@@ -13,6 +13,7 @@
 //! emulators are stopped, in a file of its own.
 
 mod emulators;
+mod runbook;
 mod steps;
 
 use std::collections::BTreeSet;
@@ -84,6 +85,8 @@ pub struct DemoReport {
     pub seconds: f64,
     /// The emulators' endpoints, all stopped by the time the report is returned.
     pub endpoints: Vec<String>,
+    /// The runbook over dev, int and prod keys (issue 22): inventory, plan, campaign.
+    pub runbook: runbook::RunbookDemo,
 }
 
 /// One workload account: its moto server and the evaluator's view of AWS from there.
@@ -233,7 +236,10 @@ async fn demo(opts: &DemoArgs) -> anyhow::Result<DemoReport> {
         say(&format!("   {}", p.display()));
     }
 
-    // 7. Everything started is stopped as `workloads`, `localstack` and `tmp` drop.
+    // 7. The runbook (its own file, src/cli/demo/runbook.rs).
+    let runbook = runbook::run(&security, &hsm, &say).await?;
+
+    // 8. Everything started is stopped as `workloads`, `localstack` and `tmp` drop.
     let mut endpoints: Vec<String> = workloads.iter().map(|w| w._moto.endpoint.clone()).collect();
     endpoints.push(localstack.endpoint.clone());
     drop(workloads);
@@ -241,5 +247,5 @@ async fn demo(opts: &DemoArgs) -> anyhow::Result<DemoReport> {
     let _ = std::fs::remove_dir_all(&tmp);
     let seconds = started.elapsed().as_secs_f64();
     say(&format!("\nDone in {seconds:.1} s; all emulators stopped."));
-    Ok(DemoReport { before, rotations, after, reports, seconds, endpoints })
+    Ok(DemoReport { before, rotations, after, reports, seconds, endpoints, runbook })
 }

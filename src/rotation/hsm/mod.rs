@@ -121,4 +121,12 @@ pub trait KeyMaterialSource: Send + Sync {
         let _ = key_arn;
         Ok(Vec::new())
     }
+
+    /// Destroys every kept object labelled exactly `key_arn` and returns what it destroyed.
+    /// Only for retirement (issue 22), after KMS has deleted the key: no key can take that
+    /// material again, so keeping it protects nothing. Never called for a key KMS still has.
+    fn destroy_kept(&self, key_arn: &str) -> Result<Vec<KeptMaterial>, HsmError> {
+        let _ = key_arn;
+        Err(HsmError::CannotKeep { source_name: self.name().to_owned(), action: "destroy kept material" })
+    }
 }

@@ -165,6 +165,19 @@ impl KeyMaterialSource for Pkcs11Source {
         Ok(WrappedKeyMaterial::new(algorithm, bytes))
     }
 
+    fn destroy_kept(&self, key_arn: &str) -> Result<Vec<KeptMaterial>, HsmError> {
+        self.with_live(|session| {
+            let mut destroyed = Vec::new();
+            // The exact label only: related multi-Region keys share a key id, not a retirement.
+            for (handle, label, id) in self.kept_objects(session)?.into_iter().filter(|(_, l, _)| l == key_arn) {
+                session.destroy_object(handle).map_err(pkcs11("C_DestroyObject (retired key material)"))?;
+                tracing::info!(target: "audit", token = %self.label, key = %label, object = %id, "destroyed the kept key material of a deleted KMS key");
+                destroyed.push(self.kept(&label, &id));
+            }
+            Ok(destroyed)
+        })
+    }
+
     fn kept_materials(&self, key_arn: &str) -> Result<Vec<KeptMaterial>, HsmError> {
         self.with_live(|session| {
             Ok(self
