@@ -18,8 +18,15 @@ use super::hsm_args::{open_source, HsmArgs};
 /// Rotate the keys that need it in waves: plan (changes nothing) or run.
 #[derive(clap::Args)]
 pub struct CampaignArgs {
+    /// plan or run (optional here so that clap checks --format first; `run` says it is missing).
     #[command(subcommand)]
-    pub command: CampaignCommand,
+    pub command: Option<CampaignCommand>,
+    /// table (for people) or json (one document, for scripts).
+    #[arg(long, global = true, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// Same as --format json (kept for older scripts).
+    #[arg(long, global = true, hide = true, conflicts_with = "format")]
+    pub json: bool,
 }
 
 #[derive(Subcommand)]
@@ -50,11 +57,6 @@ pub struct PlanArgs {
     /// Minutes to soak after each wave (overrides the plan file; default 30).
     #[arg(long)]
     pub soak_minutes: Option<u64>,
-    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
-    pub format: String,
-    /// Same as --format json.
-    #[arg(long, hide = true)]
-    pub json: bool,
 }
 
 #[derive(clap::Args)]
@@ -73,10 +75,6 @@ pub struct RunArgs {
     pub wrapping_key_spec: String,
     #[command(flatten)]
     pub hsm: HsmArgs,
-    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
-    pub format: String,
-    #[arg(long, hide = true)]
-    pub json: bool,
 }
 
 fn load(plan: Option<&PathBuf>, soak: Option<u64>) -> anyhow::Result<Campaign> {
@@ -90,13 +88,15 @@ fn load(plan: Option<&PathBuf>, soak: Option<u64>) -> anyhow::Result<Campaign> {
 }
 
 pub async fn run(args: CampaignArgs) -> anyhow::Result<ExitStatus> {
+    let json = args.json || args.format == "json";
     match args.command {
-        CampaignCommand::Plan(a) => plan(a).await,
-        CampaignCommand::Run(a) => run_waves(a).await,
+        Some(CampaignCommand::Plan(a)) => plan(a, json).await,
+        Some(CampaignCommand::Run(a)) => run_waves(a, json).await,
+        None => Err(anyhow::anyhow!("campaign: give `plan` or `run` (kms-rotation-guard campaign --help)")),
     }
 }
 
-async fn plan(a: PlanArgs) -> anyhow::Result<ExitStatus> {
+async fn plan(a: PlanArgs, json: bool) -> anyhow::Result<ExitStatus> {
     let c = load(a.plan.as_ref(), a.soak_minutes)?;
     if let Some(id) = &a.change_id {
         check_change_id(id)?;
@@ -104,7 +104,7 @@ async fn plan(a: PlanArgs) -> anyhow::Result<ExitStatus> {
     let aws = Aws::from_env().await;
     let candidates = campaign::candidates(&aws, &c, Utc::now()).await?;
     let p = campaign::plan(&candidates, &c, a.change_id.as_deref());
-    if a.json || a.format == "json" {
+    if json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {
         print!("{}", campaign::plan_table(&p));
@@ -112,7 +112,7 @@ async fn plan(a: PlanArgs) -> anyhow::Result<ExitStatus> {
     Ok(if p.problems().is_empty() { ExitStatus::Ok } else { ExitStatus::Findings })
 }
 
-async fn run_waves(a: RunArgs) -> anyhow::Result<ExitStatus> {
+async fn run_waves(a: RunArgs, json: bool) -> anyhow::Result<ExitStatus> {
     let c = load(a.plan.as_ref(), a.soak_minutes)?;
     check_change_id(&a.change_id)?;
     let request = RotationRequest {
@@ -141,7 +141,7 @@ async fn run_waves(a: RunArgs) -> anyhow::Result<ExitStatus> {
         }
         Err(e) => return Err(e.into()),
     };
-    if a.json || a.format == "json" {
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());

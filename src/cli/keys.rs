@@ -48,8 +48,8 @@ pub struct KeysArgs {
     pub rule_parameters: Option<String>,
     #[arg(long, default_value = "table", value_parser = ["table", "json", "html"])]
     pub format: String,
-    /// Same as --format json.
-    #[arg(long, hide = true)]
+    /// Same as --format json (kept for older scripts).
+    #[arg(long, hide = true, conflicts_with = "format")]
     pub json: bool,
     /// Write here instead of standard output.
     #[arg(long)]

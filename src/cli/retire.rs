@@ -45,8 +45,8 @@ pub struct RetireArgs {
     pub now: Option<String>,
     #[arg(long, default_value = "table", value_parser = ["table", "json"])]
     pub format: String,
-    /// Same as --format json.
-    #[arg(long, hide = true)]
+    /// Same as --format json (kept for older scripts).
+    #[arg(long, hide = true, conflicts_with = "format")]
     pub json: bool,
 }
 
