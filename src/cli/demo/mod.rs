@@ -45,7 +45,8 @@ const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const ENVIRONMENTS: [(&str, &str); 3] = [("dev", "222222222222"), ("int", "444444444444"), ("prod", "333333333333")];
 
 /// The whole product on this machine: local emulators, a seeded estate, evaluation,
-/// rotation through SoftHSM, re-evaluation. Starts and stops everything it needs.
+/// rotation through SoftHSM, re-evaluation, then the runbook (inventory, a campaign dev → int →
+/// prod). Starts and stops everything it needs.
 #[derive(clap::Args)]
 #[command(after_help = "Run it through scripts/demo, which installs the emulators first.")]
 pub struct DemoArgs {
