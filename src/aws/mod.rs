@@ -11,11 +11,13 @@ mod ca_bundle;
 mod classify;
 mod counter;
 mod credentials;
+mod kms_tags;
 
 pub use ca_bundle::{prefer_single_ca_bundle, single_ca_bundle};
 pub use classify::{classify, fail, Failure, FailureKind};
 pub use counter::CallCounter;
 pub use credentials::{Credentials, CREDENTIAL_RENEWAL_MARGIN};
+pub use kms_tags::key_tags;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};

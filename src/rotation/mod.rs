@@ -144,23 +144,7 @@ impl<'a> Rotator<'a> {
         let m =
             m.key_metadata().ok_or_else(|| RotationError::Verification("DescribeKey returned no metadata".into()))?;
         let arn = m.arn().unwrap_or_default().to_string();
-        let mut tags = BTreeMap::new();
-        let mut marker = None;
-        loop {
-            let out = self
-                .kms()
-                .list_resource_tags()
-                .key_id(m.key_id())
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(aws_err("kms:ListResourceTags"))?;
-            tags.extend(out.tags().iter().map(|t| (t.tag_key().to_string(), t.tag_value().to_string())));
-            marker = out.next_marker().map(str::to_string);
-            if !out.truncated() || marker.is_none() {
-                break;
-            }
-        }
+        let tags = crate::aws::key_tags(self.kms(), m.key_id()).await.map_err(aws_err("kms:ListResourceTags"))?;
         let rotations = match self
             .kms()
             .list_key_rotations()

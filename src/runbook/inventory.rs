@@ -406,23 +406,7 @@ fn env_rank(env: Option<&str>) -> (usize, String) {
 }
 
 async fn key_tags(aws: &Aws, key_arn: &str) -> Result<BTreeMap<String, String>, RunbookError> {
-    let mut tags = BTreeMap::new();
-    let mut marker = None;
-    loop {
-        let out = aws
-            .kms()
-            .list_resource_tags()
-            .key_id(key_arn)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(aws_err("kms:ListResourceTags"))?;
-        tags.extend(out.tags().iter().map(|t| (t.tag_key().to_string(), t.tag_value().to_string())));
-        marker = out.next_marker().map(str::to_string);
-        if !out.truncated() || marker.is_none() {
-            return Ok(tags);
-        }
-    }
+    crate::aws::key_tags(aws.kms(), key_arn).await.map_err(aws_err("kms:ListResourceTags"))
 }
 
 fn dash<T: ToString>(v: Option<T>) -> String {

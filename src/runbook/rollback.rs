@@ -166,23 +166,7 @@ async fn read(aws: &Aws, key: &str) -> Result<Option<KeyState>, RunbookError> {
     };
     let Some(m) = m.key_metadata() else { return Ok(None) };
     let arn = m.arn().unwrap_or_default().to_string();
-    let mut tags = BTreeMap::new();
-    let mut marker = None;
-    loop {
-        let out = aws
-            .kms()
-            .list_resource_tags()
-            .key_id(m.key_id())
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(aws_err("kms:ListResourceTags"))?;
-        tags.extend(out.tags().iter().map(|t| (t.tag_key().to_string(), t.tag_value().to_string())));
-        marker = out.next_marker().map(str::to_string);
-        if !out.truncated() || marker.is_none() {
-            break;
-        }
-    }
+    let tags = crate::aws::key_tags(aws.kms(), m.key_id()).await.map_err(aws_err("kms:ListResourceTags"))?;
     Ok(Some(KeyState {
         arn,
         id: m.key_id().to_string(),
