@@ -283,7 +283,11 @@ async fn an_interrupted_rotation_completes_on_the_next_run() {
             let materials = if strategy == Strategy::InPlace { 2 } else { 1 };
             assert_eq!(objects, materials, "{strategy} {stop:?}: {report:?}");
             let object = listed.hsm_object.as_deref().unwrap().rsplit("CKA_ID=").next().unwrap();
-            assert!(t[HSM_OBJECT_TAG].ends_with(&format!("CKA_ID={object}")), "{strategy} {stop:?}: {t:?}");
+            // The tag names the object and the material it holds (custody's fallback link).
+            assert!(
+                t[HSM_OBJECT_TAG].ends_with(&format!("CKA_ID={object} material={current}")),
+                "{strategy} {stop:?}: {t:?}"
+            );
         }
     }
 }
