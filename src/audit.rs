@@ -1,6 +1,8 @@
 //! The auditor's view: one row per resource with its key, the key's age and the verdict,
 //! rendered as a table, JSON, CSV or one self-contained HTML page (`html`). Built from the
 //! same assessments the handlers make.
+//!
+//! It presents and does not decide: every verdict comes from the handlers' assessments.
 
 pub mod html;
 

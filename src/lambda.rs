@@ -1,4 +1,8 @@
 //! The Lambda side: runtime loop, logging, one shared `Aws` per process.
+//!
+//! Glue only: what is compliant is decided in `handler`, what to rotate in `remediation`;
+//! this module reads the remediation function's settings and maps outcomes and errors to the
+//! Runtime API.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,11 +12,12 @@ use serde_json::{json, Value};
 
 use crate::aws::Aws;
 use crate::error::Failed;
-use crate::remediation::{Admission, Outcome, RemediationError};
+use crate::remediation::usage::Usage;
+use crate::remediation::{Admission, Outcome, RemediationError, Requester, Scope, SecurityPolicy};
 // The request contract lives with the remediation; kept here under its old path too.
 pub use crate::remediation::{RemediationAction, RemediationRequest, ValidRequest};
 use crate::rotation::hsm::{HsmPin, KeyMaterialSource, Pkcs11Source, WrappingAlgorithm, WrappingKeySpec};
-use crate::rotation::{ReimportRequest, RotationError, RotationRequest, Rotator, Strategy};
+use crate::rotation::{ReimportRequest, RotationError, RotationRequest, Rotator};
 use crate::rule::Rule;
 
 /// Serves invocations until the runtime stops. Each failure is logged once, at ERROR with
@@ -74,9 +79,13 @@ pub struct RemediationSettings {
     pub pin_secret_arn: Option<String>,
     /// Set only to be refused: the function never reads a PIN from its environment.
     pub env_pin_present: bool,
-    pub allow_alias_swap: bool,
+    /// The security account's policy (KRG_MAX_KEY_AGE_DAYS, …; remediation::policy), or why
+    /// its variables are wrong.
+    pub policy: Result<SecurityPolicy, String>,
     pub key_tag_value: Option<String>,
-    pub date_tag: Option<String>,
+    /// KRG_ROTATE_MULTI_REGION: multi-Region primaries may be rotated (security-account.yaml
+    /// grants the rights on other Regions' replicas only then).
+    pub rotate_multi_region: bool,
     pub wrapping_algorithm: Option<String>,
     pub wrapping_key_spec: Option<String>,
     /// How long a claim settles before it is read back (KRG_CLAIM_SETTLE_MS).
@@ -96,15 +105,16 @@ impl RemediationSettings {
     /// From any variable source (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
         let get = |n: &str| get(n).filter(|v| !v.trim().is_empty());
+        let policy = SecurityPolicy::from_lookup(get);
         RemediationSettings {
+            policy,
             hsm: get("KRG_HSM"),
             module: get("KRG_PKCS11_MODULE"),
             token_label: get("KRG_TOKEN_LABEL"),
             pin_secret_arn: get("KRG_PIN_SECRET_ARN"),
             env_pin_present: get("KRG_PKCS11_PIN").is_some(),
-            allow_alias_swap: get("KRG_ALLOW_ALIAS_SWAP").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
             key_tag_value: get("KRG_KEY_TAG_VALUE"),
-            date_tag: get("KRG_ROTATION_TAG_KEY"),
+            rotate_multi_region: get("KRG_ROTATE_MULTI_REGION").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
             wrapping_algorithm: get("KRG_WRAPPING_ALGORITHM"),
             wrapping_key_spec: get("KRG_WRAPPING_KEY_SPEC"),
             claim_settle: get("KRG_CLAIM_SETTLE_MS")
@@ -138,6 +148,9 @@ impl RemediationSettings {
             return bad("KRG_PKCS11_PIN is set: the remediation function reads the HSM PIN only from Secrets Manager \
                  (KRG_PIN_SECRET_ARN); remove the variable, a PIN in the environment is visible to anyone who \
                  can read the function's configuration");
+        }
+        if let Err(e) = &self.policy {
+            return Err(RemediationError::InvalidSettings(format!("the security account's policy: {e}")));
         }
         if self.pin_secret_arn.is_none() {
             return bad("KRG_PIN_SECRET_ARN is not set: the HSM PIN is read only from that Secrets Manager secret");
@@ -196,48 +209,111 @@ impl RemediationSettings {
     }
 }
 
-/// One remediation: validate the payload, then the settings, then gate and rotate.
+/// One remediation: who asks (the transport), the payload, the settings, the security
+/// account's policy, then the gate and the rotation. Every remediation writes one audit line
+/// (`{"audit":"remediation","outcome":…}`, security-account.yaml's metric filters count it).
 ///
 /// A key that does not need rotating is a success, `{"status":"skipped","reason":…}`;
-/// a rotation answers `{"status":"rotated",…record}`. The Lambda never forces.
+/// a rotation answers `{"status":"rotated",…record}`; a request the policy does not allow
+/// is the error `RemediationRefused`, before any write. The Lambda never forces.
 pub async fn remediate(aws: &Aws, settings: &RemediationSettings, payload: Value) -> Result<Value, RemediationError> {
+    let mut audit = Audit::default();
+    let result = remediate_audited(aws, settings, payload, &mut audit).await;
+    audit.log(&result);
+    result
+}
+
+/// What the audit line says besides the outcome.
+#[derive(Default)]
+struct Audit {
+    requester: Option<String>,
+    key: Option<String>,
+    resource: Option<String>,
+    usage: Option<Usage>,
+}
+
+impl Audit {
+    fn log(&self, result: &Result<Value, RemediationError>) {
+        let (outcome, reason) = match result {
+            Ok(v) => (
+                v["status"].as_str().unwrap_or("skipped").to_string(),
+                v["reason"].as_str().unwrap_or_default().to_string(),
+            ),
+            Err(e @ (RemediationError::Refused(_) | RemediationError::MalformedPayload(_))) => {
+                ("refused".to_string(), e.to_string())
+            }
+            Err(e) => ("failed".to_string(), e.to_string()),
+        };
+        let dash = || "-".to_string();
+        tracing::info!(
+            audit = crate::remediation::AUDIT,
+            outcome = %outcome,
+            requester = %self.requester.clone().unwrap_or_else(dash),
+            key = %self.key.clone().unwrap_or_else(dash),
+            resource = %self.resource.clone().unwrap_or_else(dash),
+            usage = self.usage.as_ref().map(Usage::label).unwrap_or("-"),
+            reason = %reason,
+            "remediation {outcome}"
+        );
+    }
+}
+
+async fn remediate_audited(
+    aws: &Aws,
+    settings: &RemediationSettings,
+    payload: Value,
+    audit: &mut Audit,
+) -> Result<Value, RemediationError> {
+    // Who asks, as far as a malformed event still says (the envelope's account is
+    // EventBridge's); replaced by the checked requester below.
+    audit.requester = Some(if crate::remediation::is_bus_event(&payload) {
+        let account = payload.get("account").and_then(Value::as_str).unwrap_or("-");
+        crate::error::truncate_chars(account, 20)
+    } else {
+        "operator".into()
+    });
+    let (who, payload) = crate::remediation::incoming(payload)?;
+    audit.requester = Some(match &who {
+        Requester::Workload { account } => account.clone(),
+        Requester::Operator => "operator".into(),
+    });
     let req = RemediationRequest::parse(payload)?;
+    audit.key = Some(req.key_id.clone()).filter(|k| !k.is_empty());
+    audit.resource = req.resource_id.clone();
     settings.validate()?;
-    let resource = req.resource_id.as_deref().unwrap_or("-");
+    let policy = settings.policy.as_ref().map_err(|e| RemediationError::InvalidSettings(e.clone()))?;
+    // What the security account's policy lets this requester ask: refused before any read.
+    let admitted = crate::remediation::policy::admit(policy, &who, &req.ask())
+        .map_err(|refusal| RemediationError::Refused(refusal.0))?;
+    for note in &admitted.notes {
+        tracing::info!(key = %req.key_id, note = %note, "request and policy");
+    }
     if let RemediationAction::Reimport { key_material_id } = &req.action {
         // Restores material KMS lost (expired, or deleted): no rotation, no quota spent, and
-        // only material the HSM kept can be imported again.
+        // only material the HSM kept can be imported again. The policy let only an operator here.
         let source = settings.source(aws).await?;
-        let request =
-            ReimportRequest { key: req.key_id.clone(), key_material_id: key_material_id.clone(), dry_run: false };
-        tracing::info!(key = %request.key, resource, material = key_material_id.as_deref().unwrap_or("all pending"), "re-import requested");
+        let request = ReimportRequest {
+            key: req.key_id.clone(),
+            key_material_id: key_material_id.clone(),
+            dry_run: false,
+            expiry: None,
+        };
         let report = Rotator::new(aws, source).reimport(&request).await?;
         let mut out = serde_json::to_value(&report).map_err(|e| RemediationError::Refused(e.to_string()))?;
         out["status"] = json!("reimported");
+        out["reason"] =
+            json!(format!("re-import of {}", key_material_id.as_deref().unwrap_or("every material that needs it")));
         return Ok(out);
     }
     let skipped = |reason: String| {
-        tracing::info!(key = %req.key_id, resource, reason = %reason, "remediation skipped");
         Ok(json!({ "status": "skipped", "keyId": req.key_id, "resourceId": req.resource_id, "reason": reason }))
     };
-    if let Some(reason) = crate::remediation::finding_check(&req.key_id, req.resource_kind, req.strategy) {
+    if let Some(reason) = crate::remediation::finding_check(&req.key_id, req.resource_kind, admitted.strategy) {
         return skipped(reason);
     }
-    if req.strategy == Strategy::AliasSwap && !settings.allow_alias_swap {
-        return Err(RemediationError::Refused(
-            "alias-swap is not allowed here (KRG_ALLOW_ALIAS_SWAP is not true): it is an operator's break-glass \
-             path"
-                .into(),
-        ));
-    }
-    let mut params = req.params.clone();
-    if !req.tag_key_given {
-        if let Some(t) = &settings.date_tag {
-            params.rotation_tag_key = t.clone();
-        }
-    }
+    let params = admitted.params;
     let request = RotationRequest {
-        strategy: req.strategy,
+        strategy: admitted.strategy,
         date_tag: params.rotation_tag_key.clone(),
         required_tag: settings.key_tag_value.clone().map(|v| ("kms-rotation-guard".to_string(), v)),
         wrapping_algorithm: settings.wrapping_algorithm.as_deref().map(str::parse).transpose().ok().flatten(),
@@ -248,18 +324,31 @@ pub async fn remediate(aws: &Aws, settings: &RemediationSettings, payload: Value
             .unwrap_or(WrappingKeySpec::Rsa4096),
         ..RotationRequest::new(req.key_id.clone())
     };
-    tracing::info!(key = %request.key, resource, strategy = %req.strategy, "remediation requested");
-    let (key_arn, reason) = match crate::remediation::admit(aws, &request, &params).await? {
-        Admission::Skip(reason) => return skipped(reason),
-        Admission::Due { key_arn, reason } => (key_arn, reason),
+    let scope = Scope {
+        caller: match &who {
+            Requester::Workload { account } => Some(account.clone()),
+            Requester::Operator => None,
+        },
+        min_rotations_left: policy.min_rotations_left,
+        multi_region: settings.rotate_multi_region,
     };
+    let (key_arn, reason) = match crate::remediation::admit(aws, &request, &params, &scope).await? {
+        Admission::Skip(reason) => return skipped(reason),
+        Admission::Due { key_arn, reason, usage } => {
+            audit.usage = usage;
+            (key_arn, reason)
+        }
+    };
+    audit.key = Some(key_arn.clone());
     // Only a key that is due needs the PIN and the HSM.
     let source = settings.source(aws).await?;
     let rotator = Rotator::new(aws, source);
     let claim_id = crate::remediation::new_claim_id();
     let settle = settings.claim_settle;
-    match crate::remediation::rotate_admitted(aws, &rotator, &request, &params, &key_arn, &reason, &claim_id, settle)
-        .await?
+    match crate::remediation::rotate_admitted(
+        aws, &rotator, &request, &params, &scope, &key_arn, &reason, &claim_id, settle,
+    )
+    .await?
     {
         Outcome::Skipped(reason) => skipped(reason),
         Outcome::Rotated { reason, record } => {
@@ -273,6 +362,21 @@ pub async fn remediate(aws: &Aws, settings: &RemediationSettings, payload: Value
     }
 }
 
+/// The function's answer to the runtime. A workload's request arrives asynchronously (the
+/// request rule): a refusal, or a malformed request, cannot change on a retry, so it is
+/// answered as a success, `{"status":"refused",…}` (the audit line and the alarm carry it),
+/// while every other failure fails the invocation so Lambda retries it and then keeps it
+/// in the request dead-letter queue. An operator's direct invocation sees every failure.
+pub fn answer(from_bus: bool, result: Result<Value, RemediationError>) -> Result<Value, Failed> {
+    match result {
+        Err(e @ (RemediationError::Refused(_) | RemediationError::MalformedPayload(_))) if from_bus => {
+            Ok(json!({ "status": "refused", "errorType": e.error_type(), "reason": e.to_string() }))
+        }
+        Err(e) => Err(Failed::of(&e)),
+        Ok(v) => Ok(v),
+    }
+}
+
 /// Runs the rotation remediation until the runtime stops it. The HSM session is opened on
 /// first use and kept for the life of the process.
 pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
@@ -282,7 +386,10 @@ pub async fn run_remediation() -> Result<(), lambda_runtime::Error> {
     let settings = Arc::new(RemediationSettings::from_env());
     serve(move |ev: LambdaEvent<Value>| {
         let (aws, settings) = (aws.clone(), settings.clone());
-        async move { remediate(&aws, &settings, ev.payload).await.map_err(|e| Failed::of(&e)) }
+        async move {
+            let from_bus = crate::remediation::is_bus_event(&ev.payload);
+            answer(from_bus, remediate(&aws, &settings, ev.payload).await)
+        }
     })
     .await
 }

@@ -1,12 +1,14 @@
 //! Rule parameters, as AWS Config passes them: a JSON object (itself sent as a string)
 //! whose values are usually strings. Unknown names are rejected, because a misspelt
 //! parameter silently falling back to its default would weaken the rule unnoticed.
+//!
+//! No AWS call; it validates the parameters, and the verdict reads them.
 
 use serde_json::Value;
 
 use crate::error::Error;
 
-/// The rule's knobs. Defaults match `rules/*.yaml` (checked by tests/template.rs).
+/// The rule's knobs. Defaults match `rules/*.yaml` (checked by tests/template/rules.rs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleParams {
     pub max_key_age_days: i64,
@@ -15,6 +17,10 @@ pub struct RuleParams {
     pub allow_aws_managed_keys: bool,
     pub verify_tag_against_kms: bool,
     pub expiry_warning_days: i64,
+    /// A key with this many on-demand rotations left (of 25) or fewer: the verdict says
+    /// "few rotations left" so that people plan an alias-swap or a new key, and the
+    /// security account does not rotate it automatically (its own MinRotationsLeft).
+    pub min_rotations_left: u32,
     /// Organization rules: the role the handler assumes in the event's account
     /// (`arn:{partition}:iam::{accountId}:role/{name}`, rdklib's ExecutionRoleName), where it
     /// enumerates, reads recorded results and calls PutEvaluations. None: its own role.
@@ -34,19 +40,21 @@ impl Default for RuleParams {
             allow_aws_managed_keys: false,
             verify_tag_against_kms: true,
             expiry_warning_days: 30,
+            min_rotations_left: 5,
             execution_role_name: None,
         }
     }
 }
 
 /// Parameter names as they appear in Config, in `rules/` and in the template.
-pub const PARAMETER_NAMES: [&str; 7] = [
+pub const PARAMETER_NAMES: [&str; 8] = [
     "maxKeyAgeDays",
     "rotationTagKey",
     "keyReaderRoleName",
     "allowAwsManagedKeys",
     "verifyTagAgainstKms",
     "expiryWarningDays",
+    "minRotationsLeft",
     "executionRoleName",
 ];
 
@@ -81,6 +89,14 @@ impl RuleParams {
             match name.as_str() {
                 "maxKeyAgeDays" => p.max_key_age_days = days(v, 1).map_err(bad)?,
                 "expiryWarningDays" => p.expiry_warning_days = days(v, 0).map_err(bad)?,
+                "minRotationsLeft" => {
+                    // The on-demand quota: 25 per key (KMS Developer Guide, "Rotating keys on demand").
+                    let n = days(v, 0).map_err(|_| bad("expected a whole number from 0 to 25".into()))?;
+                    if n > 25 {
+                        return Err(bad(format!("{n} is out of range (0 to 25 on-demand rotations)")));
+                    }
+                    p.min_rotations_left = n as u32;
+                }
                 "allowAwsManagedKeys" => p.allow_aws_managed_keys = boolean(v).map_err(bad)?,
                 "verifyTagAgainstKms" => p.verify_tag_against_kms = boolean(v).map_err(bad)?,
                 "rotationTagKey" => {

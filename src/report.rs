@@ -1,5 +1,7 @@
 //! Evaluations and how they reach Config: batches of at most 100, FailedEvaluations
 //! re-sent, and stale results from earlier sweeps retired as NOT_APPLICABLE.
+//!
+//! It sends what the handler decided and never changes a verdict.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

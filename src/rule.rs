@@ -1,5 +1,7 @@
 //! The three Config rules this product deploys, as the handlers know them. `rules/*.yaml`
-//! is the declarative twin (checked by tests/template.rs).
+//! is the declarative twin (checked by tests/template/rules.rs).
+//!
+//! Data only; no AWS call.
 
 use crate::resource::ResourceType;
 

@@ -1,12 +1,14 @@
 //! The decision, and nothing else: protection + key facts + rule parameters + now → verdict.
 //!
 //! Pure and deterministic, so every branch is tested without a network. The order of the
-//! checks follows the rule's specification (README, "The verdict"); the first failing
+//! checks follows the rule's specification (docs/rules.md, "The verdict"); the first failing
 //! check decides, so an annotation names the most fundamental problem.
+//!
+//! No AWS types and no I/O: the facts come in as `key::KeyFacts`.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
-use crate::key::{Fact, KeyFacts, KeyLookup, KeyManager, KeyRef};
+use crate::key::{Expiry, Fact, KeyFacts, KeyLookup, KeyManager, KeyRef};
 use crate::params::{RuleParams, MATERIAL_ID_TAG};
 use crate::resource::Protection;
 
@@ -124,7 +126,48 @@ pub fn decide(protection: &Protection, lookup: Option<&KeyLookup>, p: &RuleParam
         }
         None => return Verdict::non_compliant(format!("KMS key {name} was not looked up (internal error)")),
     };
-    judge_key(&name, facts, p, now)
+    with_quota(judge_key(&name, facts, p, now), facts, p)
+}
+
+/// Few rotations left (issue 20): an imported key has 25 on-demand rotations for life, and
+/// every completed rotation of its material is one of them (ListKeyRotations lists the first
+/// import without a date). At `minRotationsLeft` or fewer the verdict says so, whatever it
+/// decided, so that people plan an alias-swap or a new key in time; the security account
+/// then no longer rotates the key automatically.
+fn with_quota(v: Verdict, f: &KeyFacts, p: &RuleParams) -> Verdict {
+    let Some(left) = on_demand_rotations_left(f) else { return v };
+    if left > p.min_rotations_left {
+        return v;
+    }
+    let note = format!("; few rotations left ({left} of {ON_DEMAND_QUOTA}): plan an alias-swap or a new key");
+    let room = MAX_ANNOTATION.saturating_sub(note.chars().count());
+    let head: String = if v.annotation.chars().count() > room {
+        let mut h: String = v.annotation.chars().take(room.saturating_sub(1)).collect();
+        h.push('…');
+        h
+    } else {
+        v.annotation.clone()
+    };
+    Verdict { compliance: v.compliance, annotation: fit_annotation(&format!("{head}{note}")) }
+}
+
+/// On-demand rotations per key, for life (KMS Developer Guide; not raisable).
+const ON_DEMAND_QUOTA: u32 = 25;
+
+/// On-demand rotations an imported key has left: its completed rotations counted from
+/// ListKeyRotations (an imported key rotates only on demand). `None` when the history was
+/// not read, or for keys whose material KMS generates (automatic rotation is not counted).
+pub fn on_demand_rotations_left(f: &KeyFacts) -> Option<u32> {
+    if f.origin != "EXTERNAL" {
+        return None;
+    }
+    match &f.rotations {
+        Fact::Known(rs) => {
+            let used = rs.iter().filter(|r| r.date.is_some()).count();
+            Some(ON_DEMAND_QUOTA.saturating_sub(u32::try_from(used).unwrap_or(u32::MAX)))
+        }
+        _ => None,
+    }
 }
 
 fn aws_managed(name: &str, p: &RuleParams) -> Verdict {
@@ -143,11 +186,19 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
     }
     if f.state != "Enabled" {
         let hint = match f.state.as_str() {
-            "PendingImport" => "import key material (kms-rotation-guard rotate)",
-            "Disabled" => "enable it, or re-encrypt the resource with an enabled key",
-            "PendingDeletion" => "cancel the deletion (kms:CancelKeyDeletion) or re-encrypt",
-            "Unavailable" => "its custom key store is disconnected",
-            _ => "the key cannot be used in this state",
+            // Only the material the key had brings its ciphertext back; new material would
+            // not, so the advice is never a rotation once there was material.
+            "PendingImport" if f.had_material() => format!(
+                "its key material expired or was deleted; import the same material again from the HSM: \
+                 kms-rotation-guard reimport --key {name}"
+            ),
+            "PendingImport" => {
+                format!("no key material imported yet; import its first: kms-rotation-guard rotate --key {name}")
+            }
+            "Disabled" => "enable it, or re-encrypt the resource with an enabled key".into(),
+            "PendingDeletion" => "cancel the deletion (kms:CancelKeyDeletion) or re-encrypt".into(),
+            "Unavailable" => "its custom key store is disconnected".into(),
+            _ => "the key cannot be used in this state".into(),
         };
         return Verdict::non_compliant(format!("KMS key {name} is {}: {hint}", f.state));
     }
@@ -166,6 +217,11 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
             // An endpoint without ListKeyRotations (an emulator): the tag decides, below.
             Fact::Unsupported(_) | Fact::NotForThisKey(_) | Fact::NotRead => {}
         }
+    }
+
+    // Before the tag: an expiring material is an outage on a date, whatever the tag says.
+    if let Some(v) = expiry_verdict(name, f, p, now) {
+        return v;
     }
 
     let tags = match &f.tags {
@@ -237,26 +293,6 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
         }
     }
 
-    let (model, valid_to) = f.expiry();
-    if model == Some("KEY_MATERIAL_EXPIRES") {
-        match valid_to {
-            Some(v) if v.signed_duration_since(now) <= Duration::days(p.expiry_warning_days) => {
-                let left = v.signed_duration_since(now).num_days().max(0);
-                return Verdict::non_compliant(format!(
-                    "key material of KMS key {name} expires on {} (in {left} days, warning at {}); restore it from the HSM: kms-rotation-guard reimport --key {name}",
-                    day(v),
-                    p.expiry_warning_days
-                ));
-            }
-            Some(_) => {}
-            None => {
-                return Verdict::non_compliant(format!(
-                    "key material of KMS key {name} expires but KMS did not return the date (ValidTo)"
-                ))
-            }
-        }
-    }
-
     let age = now.signed_duration_since(rotated).num_days().max(0);
     let limit = p.max_key_age_days;
     // Said up front, so a clipped annotation still carries it.
@@ -270,6 +306,73 @@ fn judge_key(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Ve
         let due = rotated.checked_add_signed(Duration::days(limit)).map(day).unwrap_or_else(|| "never".into());
         Verdict::compliant(format!("KMS key {name}{store} rotated {}, {age} days ago, next due {due}", day(rotated)))
     }
+}
+
+/// The verdict on expiring imported material, if that decides: the earliest expiry of ANY
+/// permanently associated material (KeyFacts::earliest_expiry) within `expiryWarningDays`.
+/// The advice is a re-import of that same material with a later date, which KMS allows while
+/// the material is still imported (ImportKeyMaterial: "set or update the expiration model and
+/// expiration date"); a rotation would not help: the old material stays associated and still
+/// expires on the same date.
+fn expiry_verdict(name: &str, f: &KeyFacts, p: &RuleParams, now: DateTime<Utc>) -> Option<Verdict> {
+    match f.earliest_expiry() {
+        Expiry::Never => None,
+        Expiry::DateUnknown { material } => Some(Verdict::non_compliant(format!(
+            "key material {}of KMS key {name} expires but KMS did not return the date (ValidTo); check it with \
+             kms-rotation-guard materials --key {name}",
+            material.map(|m| format!("{} ", clip(&m, 64))).unwrap_or_default()
+        ))),
+        Expiry::On { valid_to, .. } if valid_to.signed_duration_since(now) > Duration::days(p.expiry_warning_days) => {
+            None
+        }
+        Expiry::On { material, valid_to } => {
+            let left = valid_to.signed_duration_since(now).num_days().max(0);
+            // ImportKeyMaterial's ValidTo may be at most 365 days after the request: a day
+            // less leaves room for the time between this evaluation and the operator's run.
+            let new_date = now.checked_add_signed(Duration::days(364)).map(day).unwrap_or_default();
+            Some(Verdict::non_compliant(expiry_annotation(name, material.as_deref(), valid_to, left, &new_date)))
+        }
+    }
+}
+
+/// The command that gives expiring material a later date: a re-import of that same material
+/// from the HSM that keeps it (`material` `None`: every expiring material of the key).
+/// ImportKeyMaterial's ValidTo may be at most 365 days after the request: a day less leaves
+/// room for the time between this advice and the operator's run.
+pub fn reimport_command(key: &str, material: Option<&str>, now: DateTime<Utc>) -> String {
+    let new_date = now.checked_add_signed(Duration::days(364)).map(day).unwrap_or_default();
+    match material {
+        Some(m) => format!("kms-rotation-guard reimport --key {key} --key-material-id {m} --valid-to {new_date}"),
+        None => format!("kms-rotation-guard reimport --key {key} --valid-to {new_date}"),
+    }
+}
+
+/// The longest expiry annotation that fits Config's 256 characters: the material id in full
+/// when it fits, else a 16-digit prefix (`reimport` accepts a unique prefix).
+fn expiry_annotation(name: &str, material: Option<&str>, valid_to: DateTime<Utc>, left: i64, new_date: &str) -> String {
+    let date = day(valid_to);
+    let Some(id) = material else {
+        return format!(
+            "KMS key {name} stops working on {date} (in {left} days), when its imported key material expires; \
+             run kms-rotation-guard reimport --key {name} --valid-to {new_date}"
+        );
+    };
+    let id = clip(id, 64);
+    let prefix: String = id.chars().take(16).collect();
+    let command =
+        |id: &str| format!("kms-rotation-guard reimport --key {name} --key-material-id {id} --valid-to {new_date}");
+    let candidates = [
+        format!(
+            "key material {id} of KMS key {name} expires on {date} (in {left} days), and the whole key with it; run {}",
+            command(&id)
+        ),
+        // The key is named once, in the command.
+        format!("key material expires {date} (in {left} days), then the KMS key is unusable; run {}", command(&id)),
+        format!("key material expires {date} (in {left} days), then the KMS key is unusable; run {}", command(&prefix)),
+        format!("key material expires {date} (in {left} days); run {}", command(&prefix)),
+    ];
+    let last = candidates[3].clone();
+    candidates.into_iter().find(|c| c.chars().count() <= MAX_ANNOTATION).unwrap_or(last)
 }
 
 /// An AWS_KMS key: the age of its current material (the newest ListKeyRotations date,

@@ -75,6 +75,23 @@ fn demo_evaluates_rotates_and_re_evaluates() {
         ["dev-audit-trail", "dev-scratch-222222222222", "dev-static-assets-222222222222"]
     );
     assert!(report["seconds"].as_f64().unwrap() < 120.0);
+    // The runbook's part (issue 22): the inventory lists every key, and the campaign rotates
+    // its three due keys in waves dev -> int -> prod under its change id, the soak quiet.
+    let runbook = &report["runbook"];
+    assert!(runbook["inventory"]["keys"].as_array().unwrap().len() >= 9, "{runbook}");
+    let waves: Vec<(String, Vec<String>)> = runbook["campaign"]["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let outcomes = w["keys"].as_array().unwrap().iter().map(|k| k["outcome"].as_str().unwrap().to_string());
+            (w["name"].as_str().unwrap().to_string(), outcomes.collect())
+        })
+        .collect();
+    let rotated = vec!["rotated".to_string()];
+    assert_eq!(waves, vec![("dev".into(), rotated.clone()), ("int".into(), rotated.clone()), ("prod".into(), rotated)]);
+    assert!(runbook["campaign"]["stopped"].is_null(), "{runbook}");
+    assert_eq!(runbook["campaign"]["waves"][0]["keys"][0]["record"]["changeId"], "CHG-DEMO-1");
     // Custody: the demo imported every key's material from SoftHSM (and rotated four of
     // them there), so the HSM holds the current material of all nine keys, before and after.
     for stage in ["before", "after"] {

@@ -13,8 +13,8 @@ use chrono::Utc;
 use common::*;
 use futures_util::StreamExt;
 use kms_rotation_guard::aws::{Aws, CallCounter};
-use kms_rotation_guard::lambda::{remediate, RemediationSettings};
-use kms_rotation_guard::remediation::{RemediationError, CLAIM_TAG};
+use kms_rotation_guard::lambda::{answer, remediate, RemediationSettings};
+use kms_rotation_guard::remediation::{RemediationError, CLAIM_TAG, REQUEST_DETAIL_TYPE, WORKLOAD_SOURCE};
 use kms_rotation_guard::rotation::hsm::{WrappingAlgorithm, WrappingKeySpec};
 use kms_rotation_guard::rotation::{RotationRequest, Rotator, PENDING_TAG};
 use serde_json::{json, Value};
@@ -259,8 +259,10 @@ async fn payload_is_validated_before_settings_and_the_pin_comes_only_from_secret
     let software = settings(&[("KRG_HSM", "software")]);
     assert!(matches!(remediate(&aws, &software, good.clone()).await, Err(RemediationError::InvalidSettings(_))));
 
-    // Valid settings, still no AWS call: findings rotation cannot fix are skips…
+    // Valid settings, still no AWS call: findings rotation cannot fix are skips (alias-swap
+    // allowed here, so that the policy lets the request through to the finding check)…
     let ok = settings(&[]);
+    let swappable = settings(&[("KRG_ALLOW_ALIAS_SWAP", "true")]);
     for (p, says) in [
         (
             json!({"keyId": "alias/prod", "resourceId": "db-1", "resourceType": "rds", "strategy": "alias-swap"}),
@@ -269,7 +271,7 @@ async fn payload_is_validated_before_settings_and_the_pin_comes_only_from_secret
         (json!({"keyId": "", "resourceId": "open-bucket", "resourceType": "s3"}), "no customer managed"),
         (json!({"keyId": "alias/aws/s3", "resourceId": "b", "resourceType": "s3"}), "AWS-managed"),
     ] {
-        let v = remediate(&aws, &ok, p.clone()).await.unwrap();
+        let v = remediate(&aws, &swappable, p.clone()).await.unwrap();
         assert_eq!(status(&v), "skipped", "{p}");
         assert!(v["reason"].as_str().unwrap().contains(says), "{p}: {v}");
     }
@@ -344,6 +346,11 @@ async fn material(aws: &Aws, id: &str) -> Option<String> {
 /// `rotations` is the ListKeyRotations reply, or `None` for AWS's AccessDeniedException.
 /// Returns the endpoint and the operations it saw.
 fn fake_kms(rotations: Option<Value>) -> (String, common::Recorded) {
+    fake_kms_key(false, rotations)
+}
+
+/// [`fake_kms`], with a multi-Region (primary) key when `multi_region`.
+fn fake_kms_key(multi_region: bool, rotations: Option<Value>) -> (String, common::Recorded) {
     let arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
     let created = (Utc::now() - chrono::Duration::days(800)).timestamp();
     let stale = ymd(days_from_now(-400));
@@ -353,13 +360,18 @@ fn fake_kms(rotations: Option<Value>) -> (String, common::Recorded) {
             json!({"KeyMetadata": {"KeyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "Arn": arn,
                 "AWSAccountId": "111122223333", "KeyState": "Enabled", "Origin": "EXTERNAL",
                 "KeyManager": "CUSTOMER", "Enabled": true, "CreationDate": created,
-                "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "MultiRegion": false,
+                "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "MultiRegion": multi_region,
                 "CurrentKeyMaterialId": "m2"}}),
         ),
         ("listresourcetags", _) => {
             (200, json!({"Tags": [{"TagKey": "LastRotationDate", "TagValue": stale}], "Truncated": false}))
         }
         ("listkeyrotations", Some(r)) => (200, r.clone()),
+        // The key policy lets the workload account 444455556666 use the key.
+        ("getkeypolicy", _) => {
+            (200, json!({"PolicyName": "default", "Policy": used_by(&["444455556666"], "111122223333")}))
+        }
+        ("listgrants", _) => (200, json!({"Grants": [], "Truncated": false})),
         ("listkeyrotations", None) => (
             400,
             json!({"__type": "AccessDeniedException", "message": format!(
@@ -384,13 +396,12 @@ async fn an_on_demand_rotation_in_the_last_24_hours_is_read_from_kms_and_blocks_
          "KeyMaterialState": "CURRENT", "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "RotationDate": hour_ago,
          "RotationType": "ON_DEMAND"}
     ], "Truncated": false});
-    // No HSM source: a skip must not need one.
-    let m = vars(&[]);
+    // No HSM source: a skip must not need one. Verify the tag against KMS off (the security
+    // account's policy), so that the 24-hour check alone decides.
+    let m = vars(&[("KRG_VERIFY_TAG_AGAINST_KMS", "false")]);
     let settings = RemediationSettings::from_lookup(move |n| m.get(n).cloned());
     let key = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-    // Verify the tag against KMS off, so that the 24-hour check alone decides.
-    let mut p = payload(key, "bucket");
-    p["ruleParameters"] = json!("{\"verifyTagAgainstKms\":\"false\"}");
+    let p = payload(key, "bucket");
 
     let (endpoint, seen) = fake_kms(Some(listing));
     let aws = Aws::new(sdk_config(&endpoint, static_creds()).await);
@@ -408,4 +419,281 @@ async fn an_on_demand_rotation_in_the_last_24_hours_is_read_from_kms_and_blocks_
     let e = remediate(&aws, &settings, p).await.unwrap_err();
     assert_eq!(e.error_type(), "AccessDenied", "{e}");
     assert!(e.to_string().contains("kms:ListKeyRotations"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 20: a workload account can only ask; the security account decides.
+
+/// A key policy: the key's own account administers it, `users` may use it.
+fn used_by(users: &[&str], own: &str) -> String {
+    let users: Vec<String> = users.iter().map(|a| format!("arn:aws:iam::{a}:root")).collect();
+    json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{own}:root")},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "Workloads", "Effect": "Allow", "Principal": {"AWS": users},
+         "Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:DescribeKey"], "Resource": "*"}
+    ]})
+    .to_string()
+}
+
+/// A workload's request as the request rule delivers it: EventBridge's envelope, whose
+/// `account` EventBridge sets, around the request the workload's document wrote.
+fn bus_event(account: &str, detail: Value) -> Value {
+    json!({"version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "detail-type": REQUEST_DETAIL_TYPE,
+           "source": WORKLOAD_SOURCE, "account": account, "time": "2026-12-05T10:00:00Z", "region": "eu-west-1",
+           "resources": [], "detail": detail})
+}
+
+/// KMS calls that change something: none of them may happen for a refused request.
+const KMS_WRITES: [&str; 11] = [
+    "kms.TagResource",
+    "kms.UntagResource",
+    "kms.GetParametersForImport",
+    "kms.ImportKeyMaterial",
+    "kms.RotateKeyOnDemand",
+    "kms.CreateKey",
+    "kms.UpdateAlias",
+    "kms.PutKeyPolicy",
+    "kms.DeleteImportedKeyMaterial",
+    "kms.ScheduleKeyDeletion",
+    "kms.CreateGrant",
+];
+
+fn writes(counter: &CallCounter) -> u64 {
+    KMS_WRITES.iter().map(|op| counter.get(op)).sum()
+}
+
+/// Log lines written while `f` runs on this thread (the Lambda's JSON layer).
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn audit(&self) -> Vec<Value> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["audit"] == kms_rotation_guard::remediation::AUDIT)
+            .collect()
+    }
+}
+
+/// The hostile requests of issue 20, each answered with RemediationRefused and zero KMS
+/// writes, against LocalStack's real BYOK key (and, for the quota, AWS's ListKeyRotations
+/// shape, which LocalStack lacks). The same key, asked for plainly by an account that uses
+/// it, is rotated: the refusals are the policy's, not a broken setup.
+#[tokio::test]
+async fn hostile_requests_are_refused_with_zero_kms_writes() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::registry().with(kms_rotation_guard::logging::json_layer(
+        move || writer.clone(),
+        tracing_subscriber::filter::LevelFilter::INFO,
+    ));
+    // The process-wide subscriber (a scoped one misses events once other tests' threads
+    // have cached the callsites); only this test sets one, and only workload requests (the
+    // accounts below) are read back.
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of this test binary");
+
+    let ls = LocalStack::start();
+    let (aws, counter) = kms_at(&ls).await;
+    // A stale key (400 days) that account 111122223333 uses, by its key policy.
+    let own = "000000000000";
+    let out = aws
+        .kms()
+        .create_key()
+        .origin(OriginType::External)
+        .policy(used_by(&["111122223333"], own))
+        .send()
+        .await
+        .unwrap();
+    let id = out.key_metadata().unwrap().key_id().to_string();
+    let arn = out.key_metadata().unwrap().arn().unwrap().to_string();
+    let first = RotationRequest {
+        wrapping_algorithm: Some(WrappingAlgorithm::RsaesOaepSha1),
+        wrapping_key_spec: WrappingKeySpec::Rsa2048,
+        ..RotationRequest::new(&id)
+    };
+    Rotator::new(&aws, softhsm()).rotate(&first).await.unwrap();
+    tag(&aws, &id, "LastRotationDate", &ymd(days_from_now(-400))).await;
+    // Alias-swap is even enabled here: a workload still cannot ask for it.
+    let settings = settings(&[("KRG_ALLOW_ALIAS_SWAP", "true")]);
+    let request = |extra: Value| {
+        let mut d = json!({"keyId": arn, "resourceId": "bucket-a", "resourceType": "s3",
+                           "ruleParameters": "{\"maxKeyAgeDays\":\"365\",\"rotationTagKey\":\"LastRotationDate\"}"});
+        for (k, v) in extra.as_object().unwrap() {
+            d[k] = v.clone();
+        }
+        d
+    };
+    let hostile = [
+        (
+            "reimport from a workload",
+            bus_event("111122223333", request(json!({"action": "reimport"}))),
+            "re-import is the operator's",
+        ),
+        (
+            "alias-swap from a workload",
+            bus_event("111122223333", request(json!({"strategy": "alias-swap"}))),
+            "strategy alias-swap differs",
+        ),
+        (
+            "maxKeyAgeDays 1",
+            bus_event("111122223333", request(json!({"ruleParameters": "{\"maxKeyAgeDays\":\"1\"}"}))),
+            "MinRotationIntervalDays 90",
+        ),
+        (
+            "a foreign rotationTagKey",
+            bus_event(
+                "111122223333",
+                request(json!({"ruleParameters": "{\"rotationTagKey\":\"DataClassification\"}"})),
+            ),
+            "rotationTagKey \"DataClassification\"",
+        ),
+        (
+            "a key the calling account does not use",
+            bus_event("555566667777", request(json!({}))),
+            "account 555566667777 does not use",
+        ),
+    ];
+    for (what, event, says) in hostile {
+        counter.reset();
+        let e = remediate(&aws, &settings, event.clone()).await.unwrap_err();
+        assert_eq!(e.error_type(), "RemediationRefused", "{what}: {e}");
+        assert!(e.to_string().contains(says), "{what}: {e}");
+        assert_eq!(writes(&counter), 0, "{what}: KMS writes {:?}", counter.snapshot());
+        // Through the bus, a refusal is answered (no asynchronous retry); directly, it fails.
+        let answered = answer(true, Err(e)).unwrap();
+        assert_eq!(answered["status"], "refused", "{what}");
+        eprintln!("refused, 0 KMS writes ({} reads): {what}", counter.total());
+    }
+    // The same account, asking plainly: rotated once.
+    counter.reset();
+    let v = remediate(&aws, &settings, bus_event("111122223333", request(json!({})))).await.unwrap();
+    assert_eq!(status(&v), "rotated", "{v}");
+    assert_eq!(counter.get("kms.RotateKeyOnDemand"), 1, "{:?}", counter.snapshot());
+    assert_eq!(counter.get("kms.GetKeyPolicy"), 2, "usage read before and after the claim: {:?}", counter.snapshot());
+
+    // Few rotations left: 21 of 25 on-demand rotations used (AWS's ListKeyRotations, which
+    // LocalStack lacks), the key due by its tag; the workload 444455556666 uses it.
+    let month = |m: i64| (Utc::now() - chrono::Duration::days(30 * m)).timestamp();
+    let mut rotations: Vec<Value> = (0..21)
+        .map(|i| {
+            json!({"KeyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "KeyMaterialId": format!("m{i}"),
+                        "ImportState": "IMPORTED", "KeyMaterialState": "NON_CURRENT",
+                        "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "RotationDate": month(40 - i),
+                        "RotationType": "ON_DEMAND"})
+        })
+        .collect();
+    rotations[20]["KeyMaterialState"] = json!("CURRENT");
+    rotations[20]["RotationDate"] = json!((Utc::now() - chrono::Duration::days(400)).timestamp());
+    let (endpoint, seen) = fake_kms(Some(json!({"Rotations": rotations, "Truncated": false})));
+    let fake = CallCounter::default();
+    let aws = Aws::new(sdk_config(&endpoint, static_creds()).await).with_counter(fake.clone());
+    let m = vars(&[]);
+    let no_hsm = RemediationSettings::from_lookup(move |n| m.get(n).cloned());
+    let key = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let e = remediate(&aws, &no_hsm, bus_event("444455556666", json!({"keyId": key, "resourceId": "b"})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_type(), "RemediationRefused", "{e}");
+    assert!(e.to_string().contains("few rotations left (4 of 25"), "{e}");
+    assert_eq!(writes(&fake), 0, "{:?}", fake.snapshot());
+    let ops: Vec<String> = seen.lock().unwrap().iter().map(|(op, _)| op.clone()).collect();
+    assert!(
+        ops.iter().all(|o| ["describekey", "listresourcetags", "listkeyrotations", "getkeypolicy", "listgrants"]
+            .contains(&o.as_str())),
+        "{ops:?}"
+    );
+    // With 6 left the same key is due and goes on to the rotation (here: to the HSM, which
+    // this function has none of - a configuration error, after the gate).
+    let (endpoint, _) = fake_kms(Some(json!({"Rotations": rotations[2..].to_vec(), "Truncated": false})));
+    let aws = Aws::new(sdk_config(&endpoint, static_creds()).await);
+    let e = remediate(&aws, &no_hsm, bus_event("444455556666", json!({"keyId": key}))).await.unwrap_err();
+    assert_ne!(e.error_type(), "RemediationRefused", "6 left is not few: {e}");
+
+    // One audit line per remediation, with the outcome the stack's metric filters count.
+    let audit: Vec<Value> = lines
+        .audit()
+        .into_iter()
+        .filter(|l| ["111122223333", "555566667777", "444455556666"].contains(&l["requester"].as_str().unwrap_or("")))
+        .collect();
+    let outcomes: Vec<&str> = audit.iter().map(|l| l["outcome"].as_str().unwrap()).collect();
+    assert_eq!(
+        outcomes,
+        ["refused", "refused", "refused", "refused", "refused", "rotated", "refused", "failed"],
+        "{audit:#?}"
+    );
+    assert_eq!(audit[0]["requester"], "111122223333");
+    assert_eq!(audit[4]["requester"], "555566667777");
+    assert_eq!(audit[5]["usage"], "used", "{:?}", audit[5]);
+    assert!(audit[6]["reason"].as_str().unwrap().contains("few rotations left"));
+    for outcome in &outcomes {
+        assert!(
+            kms_rotation_guard::remediation::METERED_OUTCOMES.contains(outcome) || *outcome == "failed",
+            "{outcome}"
+        );
+    }
+}
+
+/// The operator (a direct invocation, possible only inside the security account) is held to
+/// the policy's floor too (forcing is the CLI's), and a policy that contradicts itself stops
+/// the function. (Re-import and alias-swap by an operator: the tests above and
+/// remediation::policy's unit tests.)
+#[tokio::test]
+async fn the_operator_is_held_to_the_floor_and_a_contradictory_policy_stops_the_function() {
+    let aws = Aws::new(sdk_config("http://127.0.0.1:9", static_creds()).await);
+    let closed = settings(&[]);
+    let e = remediate(&aws, &closed, json!({"keyId": "alias/prod", "ruleParameters": "{\"maxKeyAgeDays\":\"1\"}"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, RemediationError::Refused(ref m) if m.contains("operator") && m.contains("MinRotationIntervalDays")),
+        "{e}"
+    );
+    // A policy that contradicts itself stops the function: a configuration error.
+    let wrong = settings(&[("KRG_MIN_ROTATION_INTERVAL_DAYS", "400")]);
+    let e = remediate(&aws, &wrong, payload("alias/prod", "b")).await.unwrap_err();
+    assert_eq!(e.error_type(), "ConfigurationError", "{e}");
+    assert!(e.to_string().contains("KRG_MIN_ROTATION_INTERVAL_DAYS"), "{e}");
+    // A direct call is never mistaken for the bus, nor a bus event for a direct call.
+    let answered = answer(false, Err(RemediationError::Refused("x".into())));
+    assert_eq!(answered.unwrap_err().class.as_str(), "RemediationRefused");
+}
+
+/// Multi-Region primaries go through the gate only where the function may reach their
+/// replicas (KRG_ROTATE_MULTI_REGION, from security-account.yaml's RotateMultiRegionKeys,
+/// which also grants those rights); the rotation's own plan refuses replicas.
+#[tokio::test]
+async fn multi_region_keys_pass_the_gate_only_where_the_multi_region_path_runs() {
+    let stale = json!({"Rotations": [], "Truncated": false});
+    let key = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    for (allowed, expect) in [("false", "KRG_ROTATE_MULTI_REGION"), ("true", "")] {
+        let (endpoint, _) = fake_kms_key(true, Some(stale.clone()));
+        let counter = CallCounter::default();
+        let aws = Aws::new(sdk_config(&endpoint, static_creds()).await).with_counter(counter.clone());
+        // No HSM: a key that passes the gate stops at the PIN secret (a configuration this
+        // test does not give), after the gate and before any write.
+        let m = vars(&[("KRG_ROTATE_MULTI_REGION", allowed)]);
+        let settings = RemediationSettings::from_lookup(move |n| m.get(n).cloned());
+        let e = remediate(&aws, &settings, payload(key, "bucket")).await.unwrap_err();
+        if expect.is_empty() {
+            assert_ne!(e.error_type(), "RemediationRefused", "a due multi-Region primary passes the gate: {e}");
+            assert!(e.to_string().contains("secretsmanager:GetSecretValue"), "stopped at the PIN, past the gate: {e}");
+        } else {
+            assert_eq!(e.error_type(), "RemediationRefused", "{e}");
+            assert!(e.to_string().contains(expect) && e.to_string().contains("multi-Region"), "{e}");
+        }
+        assert_eq!(writes(&counter), 0, "{:?}", counter.snapshot());
+    }
 }

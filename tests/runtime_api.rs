@@ -222,6 +222,27 @@ async fn every_lambda_binary_answers_the_runtime_api_with_typed_errors_and_keeps
         "ConfigurationError",
     );
     assert!(remediation.alive());
+    // Through the request bus (EventBridge's envelope, an asynchronous invocation): an event
+    // that is not a rotation request is refused and answered as a success, so Lambda does
+    // not retry what cannot change; no ERROR line, one audit line.
+    let not_a_request = json!({"version": "0", "id": "e-1", "detail-type": "Other", "source": "someone.else",
+        "account": "111122223333", "time": "2026-12-05T10:00:00Z", "region": "eu-west-1", "resources": [],
+        "detail": {"keyId": "alias/prod-rds"}});
+    let (status, body) = emulator.invoke("rotation-remediation", &not_a_request);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((&body["status"], &body["errorType"]), (&json!("refused"), &json!("InvalidRequest")), "{body}");
+    assert!(remediation.alive());
+    let audit: Vec<(String, String)> = remediation
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["audit"] == "remediation")
+        .map(|l| (l["outcome"].as_str().unwrap_or("?").to_string(), l["requester"].as_str().unwrap_or("?").to_string()))
+        .collect();
+    let want: Vec<(String, String)> = [("refused", "operator"), ("failed", "operator"), ("refused", "111122223333")]
+        .iter()
+        .map(|(o, r)| (o.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(audit, want, "one audit line per remediation, who asked from the transport");
     failures.insert("rotation-remediation", vec!["InvalidRequest", "ConfigurationError"]);
 
     // The backend goes away: a transient failure, never a verdict, and the process lives on.

@@ -1,7 +1,6 @@
 //! One SDK configuration and one client per service, per process: built on first use and
 //! reused across Lambda invocations. Retries with backoff are the SDK's standard mode;
 //! here we only decide what a failure that survived them means.
-
 //!
 //! The parts: `classify` (what a failure means), `credentials` (assumed roles, cached per
 //! process), `counter` (request counts for tests and the benchmark), `ca_bundle` (the cold
@@ -42,6 +41,9 @@ pub struct Aws {
     rds: OnceLock<aws_sdk_rds::Client>,
     dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
     s3: OnceLock<aws_sdk_s3::Client>,
+    cloudtrail: OnceLock<aws_sdk_cloudtrail::Client>,
+    ssm: OnceLock<aws_sdk_ssm::Client>,
+    sns: OnceLock<aws_sdk_sns::Client>,
     organizations: OnceLock<aws_sdk_organizations::Client>,
     /// Credentials of assumed roles, by role ARN (`credentials`): warm invocations reuse
     /// them instead of calling sts:AssumeRole each time. One slot per role, shared by every
@@ -83,6 +85,9 @@ impl Aws {
             rds: OnceLock::new(),
             dynamodb: OnceLock::new(),
             s3: OnceLock::new(),
+            cloudtrail: OnceLock::new(),
+            ssm: OnceLock::new(),
+            sns: OnceLock::new(),
             organizations: OnceLock::new(),
             assumed: Arc::new(Mutex::new(BTreeMap::new())),
         }
@@ -245,3 +250,27 @@ impl Aws {
 pub fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
+
+/// The runbook's clients (issue 22): CloudTrail (LookupEvents), SSM (Change Calendar) and SNS
+/// (the watcher's alert), built like the others: endpoint override and interceptors included.
+macro_rules! runbook_client {
+    ($name:ident, $krate:ident, $service:literal) => {
+        impl Aws {
+            pub fn $name(&self) -> &$krate::Client {
+                self.$name.get_or_init(|| {
+                    let mut b = $krate::config::Builder::from(&self.config);
+                    if let Some(url) = self.endpoint($service) {
+                        b = b.endpoint_url(url);
+                    }
+                    for i in self.interceptors() {
+                        b.push_interceptor(i);
+                    }
+                    $krate::Client::from_conf(b.build())
+                })
+            }
+        }
+    };
+}
+runbook_client!(cloudtrail, aws_sdk_cloudtrail, "cloudtrail");
+runbook_client!(ssm, aws_sdk_ssm, "ssm");
+runbook_client!(sns, aws_sdk_sns, "sns");

@@ -12,6 +12,13 @@
 
 use std::process::ExitCode;
 
+/// The table as the top-level `--help` shows it (after_help).
+pub const HELP: &str = "Exit status (every command):
+  0  ok: everything judged is compliant, or the action completed
+  1  findings: something is non-compliant, material is NOT HELD, or a refusal you must act on
+  2  error: bad input, or an AWS or HSM failure
+  3  incomplete coverage: some account x Region or key could not be read (the report says which)";
+
 /// What a command's run means to the shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {

@@ -5,6 +5,7 @@ use kms_rotation_guard::aws::Aws;
 use kms_rotation_guard::rotation::Rotator;
 
 use super::exit::ExitStatus;
+use super::format::chosen;
 use super::hsm_args::{open_source, HsmArgs};
 
 /// Every key material KMS lists for a key (ListKeyRotations, ALL_KEY_MATERIAL): its
@@ -20,21 +21,24 @@ pub struct MaterialsArgs {
     pub key: String,
     #[command(flatten)]
     pub hsm: HsmArgs,
-    /// One JSON document instead of a table.
-    #[arg(long)]
+    /// table (for people) or json (one document, for scripts).
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// Same as --format json (kept for older scripts).
+    #[arg(long, hide = true, conflicts_with = "format")]
     pub json: bool,
 }
 
 pub async fn run(args: MaterialsArgs) -> anyhow::Result<ExitStatus> {
-    let MaterialsArgs { key, hsm, json } = args;
+    let MaterialsArgs { key, hsm, format, json } = args;
     let aws = Aws::from_env().await;
     let source = open_source(&hsm)?;
     let report = Rotator::new(&aws, source.as_ref()).materials_report(&key).await?;
-    if json {
+    if chosen(&format, json) == "json" {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());
     }
     // Exit 1 when KMS is the only holder of some material: an operator must see it.
-    Ok(if report.materials.iter().all(|m| m.held) { ExitStatus::Ok } else { ExitStatus::Findings })
+    Ok(if report.has_findings() { ExitStatus::Findings } else { ExitStatus::Ok })
 }

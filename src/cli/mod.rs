@@ -1,18 +1,25 @@
 //! The operator CLI, a module of the binary (never of the library, so the Lambdas carry none
 //! of it): the top-level command line, and one file per command holding its clap arguments
 //! and its body. Commands call the same library the Lambda handlers run; none judges on its
-//! own. Every command returns an [`exit::ExitStatus`].
+//! own. Every command returns an [`exit::ExitStatus`], one table for all ([`exit::HELP`], shown
+//! by the top-level `--help`), and takes `--format` (`table` or `json`, plus `csv` and `html`
+//! where they apply; the older `--json` stays as a hidden alias).
 //!
 //! A new command: one file `src/cli/<command>.rs` with its `Args` struct and
 //! `pub async fn run(args) -> anyhow::Result<ExitStatus>`, one variant in [`Command`] and one
 //! dispatch line in [`run`].
 
+pub mod campaign;
 pub mod demo;
 pub mod evaluate;
 pub mod exit;
+pub mod format;
 pub mod hsm_args;
+pub mod keys;
 pub mod materials;
 pub mod reimport;
+pub mod retire;
+pub mod rollback;
 pub mod rotate;
 pub mod scan;
 
@@ -24,7 +31,12 @@ use kms_rotation_guard::event;
 use exit::ExitStatus;
 
 #[derive(Parser)]
-#[command(name = "kms-rotation-guard", version, about = "Prove KMS key material is rotated in time; rotate it safely")]
+#[command(
+    name = "kms-rotation-guard",
+    version,
+    about = "Prove KMS key material is rotated in time; rotate it safely",
+    after_help = exit::HELP
+)]
 pub struct Cli {
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -41,6 +53,10 @@ pub enum Command {
     Rotate(rotate::RotateArgs),
     Materials(materials::MaterialsArgs),
     Reimport(reimport::ReimportArgs),
+    Keys(keys::KeysArgs),
+    Campaign(campaign::CampaignArgs),
+    Rollback(rollback::RollbackArgs),
+    Retire(retire::RetireArgs),
 }
 
 /// Runs one command.
@@ -52,6 +68,10 @@ pub async fn run(command: Command) -> anyhow::Result<ExitStatus> {
         Command::Rotate(args) => rotate::run(args).await,
         Command::Materials(args) => materials::run(args).await,
         Command::Reimport(args) => reimport::run(args).await,
+        Command::Keys(args) => keys::run(args).await,
+        Command::Campaign(args) => campaign::run(args).await,
+        Command::Rollback(args) => rollback::run(args).await,
+        Command::Retire(args) => retire::run(args).await,
     }
 }
 
@@ -72,5 +92,18 @@ pub fn parse_now(now: Option<&str>) -> anyhow::Result<DateTime<Utc>> {
         None => Ok(Utc::now()),
         Some(s) => event::parse_time(s)
             .ok_or_else(|| anyhow!("--now {s:?} is not an RFC 3339 time (e.g. 2026-11-23T00:00:00Z)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// clap's own consistency checks (conflicts, groups, defaults name real arguments).
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -5,9 +5,10 @@
 use kms_rotation_guard::aws::Aws;
 use kms_rotation_guard::params::RuleParams;
 use kms_rotation_guard::remediation::{self, Outcome};
-use kms_rotation_guard::rotation::{RotationRequest, Rotator};
+use kms_rotation_guard::rotation::{RotationPlan, RotationRecord, RotationRequest, Rotator};
 
 use super::exit::ExitStatus;
+use super::format::fields;
 use super::hsm_args::{open_source, HsmArgs};
 use super::parse_now;
 
@@ -54,9 +55,72 @@ pub struct RotateArgs {
     #[arg(long)]
     pub rule_parameters: Option<String>,
     /// Rotate even when the key does not need it (spends one of its 25 on-demand
-    /// rotations). For an operator only: the Lambda never forces.
+    /// rotations). For an operator only: the Lambda never forces. It still takes the key's
+    /// rotation lock: a key another rotation holds is not rotated (exit status 1).
     #[arg(long)]
     pub force: bool,
+    /// json (every outcome, the plan included, as one JSON document) or table (for people).
+    /// Default: the outcome as one JSON line and a --dry-run plan as text, as before.
+    #[arg(long, value_parser = ["table", "json"])]
+    pub format: Option<String>,
+    /// Same as --format json (kept for older scripts).
+    #[arg(long, hide = true, conflicts_with = "format")]
+    pub json: bool,
+}
+
+/// How the outcome is printed: `Default` keeps what scripts already parse (the outcome as
+/// one JSON line) and the plan as text for the person running --dry-run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    Default,
+    Json,
+    Table,
+}
+
+impl Shown {
+    fn plan(self, plan: &RotationPlan, reason: Option<&str>) {
+        match self {
+            Shown::Json => println!("{}", plan_json(plan, reason)),
+            Shown::Default | Shown::Table => println!("{plan}"),
+        }
+    }
+
+    fn record(self, record: &RotationRecord) -> anyhow::Result<()> {
+        match self {
+            Shown::Table => print!("{}", fields(&serde_json::to_value(record)?)),
+            Shown::Default | Shown::Json => println!("{}", serde_json::to_string(record)?),
+        }
+        Ok(())
+    }
+
+    fn skipped(self, reason: &str) {
+        match self {
+            Shown::Table => println!("not rotated: {reason}"),
+            Shown::Default | Shown::Json => {
+                println!("{}", serde_json::json!({ "status": "skipped", "reason": reason }))
+            }
+        }
+    }
+}
+
+/// The plan as JSON, for `--format json --dry-run`.
+fn plan_json(plan: &RotationPlan, reason: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "status": "planned",
+        "reason": reason,
+        "keyArn": plan.key_arn,
+        "keyId": plan.key_id,
+        "alias": plan.alias,
+        "state": plan.state,
+        "strategy": plan.strategy.to_string(),
+        "wrappingAlgorithm": plan.algorithm.as_str(),
+        "wrappingKeySpec": plan.wrapping_key_spec.as_str(),
+        "source": plan.source,
+        "keepsMaterial": plan.keeps_material,
+        "replicas": plan.replicas.iter().map(|r| r.arn.as_str()).collect::<Vec<_>>(),
+        "progress": format!("{:?}", plan.progress),
+        "quotaLeft": plan.quota_left,
+    })
 }
 
 pub async fn run(args: RotateArgs) -> anyhow::Result<ExitStatus> {
@@ -71,7 +135,14 @@ pub async fn run(args: RotateArgs) -> anyhow::Result<ExitStatus> {
         valid_to,
         rule_parameters,
         force,
+        format,
+        json,
     } = args;
+    let shown = match (json, format.as_deref()) {
+        (true, _) | (_, Some("json")) => Shown::Json,
+        (_, Some("table")) => Shown::Table,
+        _ => Shown::Default,
+    };
     // Checked before the HSM is opened or a PIN read: a typo must not cost a login.
     let params = RuleParams::parse(rule_parameters.as_deref())?;
     let source = open_source(&hsm)?;
@@ -87,29 +158,69 @@ pub async fn run(args: RotateArgs) -> anyhow::Result<ExitStatus> {
     };
     let aws = Aws::from_env().await;
     let rotator = Rotator::new(&aws, source.as_ref()).on_step(|step, text| eprintln!("==> {step:?}: {text}"));
-    if force {
-        eprintln!("==> --force: rotating without the \"does it need rotating?\" gate");
-        let (plan, record) = rotator.rotate(&request).await?;
-        match record {
-            None => println!("{plan}"),
-            Some(r) => println!("{}", serde_json::to_string(&r)?),
-        }
-        return Ok(ExitStatus::Ok);
-    }
     let claim_id = format!("cli-{}", remediation::new_claim_id());
+    if force {
+        return forced(&aws, &rotator, &request, &claim_id, shown).await;
+    }
     let outcome =
         remediation::rotate_if_needed(&aws, &rotator, &request, &params, &claim_id, remediation::DEFAULT_CLAIM_SETTLE)
             .await?;
     match outcome {
         Outcome::Skipped(reason) => {
             eprintln!("==> not rotated: {reason}");
-            println!("{}", serde_json::json!({ "status": "skipped", "reason": reason }));
+            shown.skipped(&reason);
         }
         Outcome::Planned { reason, plan } => {
             eprintln!("==> due: {reason}");
-            println!("{plan}");
+            shown.plan(&plan, Some(&reason));
         }
-        Outcome::Rotated { record, .. } => println!("{}", serde_json::to_string(&record)?),
+        Outcome::Rotated { record, .. } => shown.record(&record)?,
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// `--force`: no "does it need rotating?" gate, but the same lock as every rotation (the claim
+/// tag), so an operator's run never overlaps the Lambda's or another operator's.
+async fn forced(
+    aws: &Aws,
+    rotator: &Rotator<'_>,
+    request: &RotationRequest,
+    claim_id: &str,
+    shown: Shown,
+) -> anyhow::Result<ExitStatus> {
+    eprintln!("==> --force: rotating without the \"does it need rotating?\" gate (the lock still applies)");
+    if request.dry_run {
+        shown.plan(&rotator.plan(request).await?, None);
+        return Ok(ExitStatus::Ok);
+    }
+    let plan = rotator.plan(request).await?;
+    let key_arn = plan.key_arn.clone();
+    let settle = remediation::DEFAULT_CLAIM_SETTLE;
+    if let remediation::Claim::Taken(why) =
+        remediation::claim(aws, &key_arn, claim_id, settle, chrono::Utc::now()).await?
+    {
+        eprintln!("==> not rotated: {why}");
+        shown.skipped(&why);
+        return Ok(ExitStatus::Findings);
+    }
+    let result = rotator.rotate(request).await;
+    let mut holders = vec![key_arn.clone()];
+    if let Ok((_, Some(r))) = &result {
+        if r.current_key_arn != key_arn {
+            // alias-swap copies the old key's tags, the claim included.
+            holders.push(r.current_key_arn.clone());
+        }
+    }
+    for k in holders {
+        if let Err(e) = remediation::release(aws, &k, claim_id).await {
+            // The lease ends it in 15 minutes; the rotation's own outcome matters more.
+            eprintln!("==> warning: could not remove the rotation claim from {k}: {e}");
+        }
+    }
+    let (plan, record) = result?;
+    match record {
+        None => shown.plan(&plan, None),
+        Some(r) => shown.record(&r)?,
     }
     Ok(ExitStatus::Ok)
 }

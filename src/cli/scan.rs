@@ -14,6 +14,7 @@ use kms_rotation_guard::params::RuleParams;
 use kms_rotation_guard::resource::ResourceType;
 
 use super::exit::ExitStatus;
+use super::format::chosen;
 use super::hsm_args::{open_source, HsmArgs};
 use super::parse_now;
 
@@ -46,6 +47,9 @@ pub struct ScanArgs {
     /// html: one self-contained page with the key-age picture and the JSON payload's SHA-256.
     #[arg(long, default_value = "table", value_parser = ["table", "json", "csv", "html"])]
     pub format: String,
+    /// Same as --format json (kept for older scripts).
+    #[arg(long, hide = true, conflicts_with = "format")]
+    pub json: bool,
     /// Write the report here instead of standard output.
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -85,6 +89,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitStatus> {
         max_key_age_days,
         allow_aws_managed_keys,
         format,
+        json,
         output,
         now,
         hsm,
@@ -136,7 +141,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitStatus> {
     for note in notes {
         eprintln!("warning: {note}");
     }
-    let text = match format.as_str() {
+    let text = match chosen(&format, json) {
         "json" => audit::json(&rows),
         "csv" => audit::csv(&rows),
         "html" => {

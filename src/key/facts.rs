@@ -74,10 +74,21 @@ pub struct KeyFacts {
 pub struct Rotation {
     pub date: Option<DateTime<Utc>>,
     pub material_id: Option<String>,
-    /// CURRENT, NON_CURRENT, PENDING_ROTATION.
+    /// CURRENT, NON_CURRENT, PENDING_ROTATION, PENDING_MULTI_REGION_IMPORT_AND_ROTATION.
     pub material_state: Option<String>,
     pub expiration_model: Option<String>,
     pub valid_to: Option<DateTime<Utc>>,
+}
+
+/// When a key stops working because imported material expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expiry {
+    /// No permanently associated material expires.
+    Never,
+    /// The earliest expiry; `material` is its KeyMaterialId when KMS listed it.
+    On { material: Option<String>, valid_to: DateTime<Utc> },
+    /// Some material expires (KEY_MATERIAL_EXPIRES) but KMS gave no date.
+    DateUnknown { material: Option<String> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,14 +144,66 @@ impl KeyFacts {
             || matches!(self.rotations, Fact::NotForThisKey(_))
     }
 
-    /// Expiry of the current material, from DescribeKey or else the rotation listing.
-    pub fn expiry(&self) -> (Option<&str>, Option<DateTime<Utc>>) {
-        let current = match &self.rotations {
-            Fact::Known(rs) => rs.iter().find(|r| r.material_state.as_deref() == Some("CURRENT")),
-            _ => None,
+    /// The earliest expiry of any key material permanently associated with the key.
+    ///
+    /// KMS makes the whole key unusable (PendingImport) when ANY such material expires, not
+    /// only the current one (Developer Guide, "Delete imported key material"), so every
+    /// listed CURRENT and NON_CURRENT material counts, and so does DescribeKey's `ValidTo`,
+    /// "the earliest time at which any imported key material permanently associated with this
+    /// KMS key expires" (KeyMetadata). Material pending rotation is not permanently associated
+    /// (RotationsListEntry) and does not count.
+    pub fn earliest_expiry(&self) -> Expiry {
+        let listed: &[Rotation] = match &self.rotations {
+            Fact::Known(rs) => rs,
+            _ => &[],
         };
-        let model = self.expiration_model.as_deref().or_else(|| current.and_then(|c| c.expiration_model.as_deref()));
-        let valid_to = self.valid_to.or_else(|| current.and_then(|c| c.valid_to));
-        (model, valid_to)
+        let associated = listed.iter().filter(|r| {
+            !matches!(
+                r.material_state.as_deref(),
+                Some("PENDING_ROTATION" | "PENDING_MULTI_REGION_IMPORT_AND_ROTATION")
+            )
+        });
+        let mut dated: Vec<(Option<&str>, DateTime<Utc>)> = Vec::new();
+        let mut undated: Option<Option<&str>> = None;
+        for r in associated {
+            match (r.valid_to, r.expiration_model.as_deref()) {
+                (Some(t), _) => dated.push((r.material_id.as_deref(), t)),
+                (None, Some("KEY_MATERIAL_EXPIRES")) => undated = undated.or(Some(r.material_id.as_deref())),
+                _ => {}
+            }
+        }
+        if let Some(t) = self.valid_to {
+            // The key's date names no material: take the listed one with that date, if any.
+            if !dated.iter().any(|(_, d)| *d == t) {
+                dated.push((None, t));
+            }
+        }
+        if let Some((material, valid_to)) = dated.into_iter().min_by_key(|(m, t)| (*t, m.is_none())) {
+            return Expiry::On { material: material.map(str::to_string), valid_to };
+        }
+        if let Some(material) = undated {
+            return Expiry::DateUnknown { material: material.map(str::to_string) };
+        }
+        if self.expiration_model.as_deref() == Some("KEY_MATERIAL_EXPIRES") {
+            return Expiry::DateUnknown { material: None };
+        }
+        Expiry::Never
+    }
+
+    /// The expiration model and date to show for the key: the earliest expiry of any of its
+    /// materials ([`Self::earliest_expiry`]), else the key's own model.
+    pub fn expiry(&self) -> (Option<&str>, Option<DateTime<Utc>>) {
+        match self.earliest_expiry() {
+            Expiry::On { valid_to, .. } => (Some("KEY_MATERIAL_EXPIRES"), Some(valid_to)),
+            Expiry::DateUnknown { .. } => (Some("KEY_MATERIAL_EXPIRES"), None),
+            Expiry::Never => (self.expiration_model.as_deref(), None),
+        }
+    }
+
+    /// Whether KMS has ever held key material for this key (a current material id, or any
+    /// listed material): a PendingImport key then needs that same material back, never new.
+    pub fn had_material(&self) -> bool {
+        self.current_material_id.is_some()
+            || matches!(&self.rotations, Fact::Known(rs) if rs.iter().any(|r| r.material_id.is_some()))
     }
 }

@@ -1,6 +1,8 @@
 //! Reads key facts from KMS: one DescribeKey per distinct reference and one set of
 //! optional reads (tags, rotations, rotation status) per distinct key, however many
 //! resources share it. Denials become facts (findings); transient failures become errors.
+//!
+//! It never judges: what it could not read is a fact for the verdict, not a verdict.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -218,7 +220,19 @@ impl<'a> KeyReader<'a> {
 
     /// The optional reads the verdict may need, skipped when it cannot depend on them.
     async fn complete(&self, mut f: KeyFacts) -> Result<KeyFacts, Error> {
-        if f.manager == KeyManager::Aws || f.state != "Enabled" {
+        if f.manager == KeyManager::Aws {
+            return Ok(f);
+        }
+        let cross_account = !self.is_local(&f.account) && self.params.key_reader_role_name.is_none();
+        if f.state == "PendingImport" && f.origin == "EXTERNAL" && !cross_account {
+            // Imported material expired or was deleted: the listing says which must come back.
+            let partition = f.key_arn.split(':').nth(1).unwrap_or("aws").to_string();
+            if let Ok(client) = self.client_for(&f.account, &partition).await? {
+                f.rotations = self.rotations(&client, &f).await?;
+            }
+            return Ok(f);
+        }
+        if f.state != "Enabled" {
             return Ok(f);
         }
         let partition = f.key_arn.split(':').nth(1).unwrap_or("aws").to_string();
@@ -229,7 +243,6 @@ impl<'a> KeyReader<'a> {
                 return Ok(f);
             }
         };
-        let cross_account = !self.is_local(&f.account) && self.params.key_reader_role_name.is_none();
         if f.origin == "AWS_KMS" {
             f.auto_rotation = self.rotation_status(&client, &f).await?;
         }
@@ -250,10 +263,11 @@ impl<'a> KeyReader<'a> {
             let (tags, rotations) = tokio::join!(self.tags(&client, &f), self.rotations(&client, &f));
             f.tags = tags?;
             f.rotations = rotations?;
-        } else if self.params.verify_tag_against_kms {
+        } else if self.params.verify_tag_against_kms || expiry_needs_listing(&f) {
             let (tags, rotations) = tokio::join!(self.tags(&client, &f), self.rotations(&client, &f));
             f.tags = tags?;
             // Rotations only matter once the tag is readable; a denial of the tags decides.
+            // (An expiry is judged from DescribeKey's ValidTo alone when they are missing.)
             if matches!(f.tags, Fact::Known(_)) {
                 f.rotations = rotations?;
             }
@@ -348,6 +362,13 @@ impl<'a> KeyReader<'a> {
             _ => Err(failure.into_error(operation)),
         }
     }
+}
+
+/// Whether DescribeKey says some material expires: then the listing names which one. Its
+/// `ValidTo` is the earliest expiry of any permanently associated material (KeyMetadata), so
+/// without it (and without KEY_MATERIAL_EXPIRES) no material expires and the call is saved.
+fn expiry_needs_listing(f: &KeyFacts) -> bool {
+    f.origin == "EXTERNAL" && (f.valid_to.is_some() || f.expiration_model.as_deref() == Some("KEY_MATERIAL_EXPIRES"))
 }
 
 /// One ListKeyRotations entry as plain facts (no SDK types past this module).

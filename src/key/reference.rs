@@ -3,6 +3,8 @@
 //! Resources carry whichever form their owner typed, so the same key can reach us under
 //! several spellings. [`KeyRef::qualified`] turns every form into one ARN so that the
 //! per-invocation cache looks each key up once.
+//!
+//! Pure parsing: no AWS call.
 
 use std::fmt;
 

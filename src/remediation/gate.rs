@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 
 use super::ResourceKind;
-use crate::key::{Denial, Fact, KeyFacts, KeyLookup, KeyManager, KeyRef};
+use crate::key::{Denial, Expiry, Fact, KeyFacts, KeyLookup, KeyManager, KeyRef};
 use crate::params::RuleParams;
 use crate::resource::Protection;
 use crate::rotation::{Strategy, PENDING_TAG};
@@ -82,6 +82,15 @@ pub fn assess(facts: &KeyFacts, on_demand: &Fact<Vec<DateTime<Utc>>>, p: &RulePa
     }
     match facts.state.as_str() {
         "Enabled" => {}
+        // Its material expired or was deleted: only that same material brings its ciphertext
+        // back, and `rotate` would refuse the key. Never a rotation.
+        "PendingImport" if facts.had_material() => {
+            return Need::Skip(format!(
+                "{key} is PendingImport: its key material expired or was deleted; not rotated (new material would \
+                 not decrypt its ciphertext): import the same material again from the HSM: \
+                 kms-rotation-guard reimport --key {key}"
+            ))
+        }
         // The first import spends no on-demand rotation.
         "PendingImport" => return Need::Rotate(format!("{key} has no key material yet: first import")),
         "PendingDeletion" | "PendingReplicaDeletion" => {
@@ -116,14 +125,29 @@ pub fn assess(facts: &KeyFacts, on_demand: &Fact<Vec<DateTime<Utc>>>, p: &RulePa
         // Custom key stores never reach here (only EXTERNAL keys are rotated).
         Fact::Unsupported(_) | Fact::NotForThisKey(_) | Fact::NotRead => {}
     }
-    let (model, valid_to) = facts.expiry();
-    if model == Some("KEY_MATERIAL_EXPIRES")
-        && valid_to.is_none_or(|v| v.signed_duration_since(now) <= Duration::days(p.expiry_warning_days))
-    {
-        return Need::Rotate(format!(
-            "the key material of {key} expires {}: new material is needed",
-            valid_to.map(|v| format!("on {}", v.format("%Y-%m-%d"))).unwrap_or_else(|| "(date unknown)".into())
-        ));
+    // Expiring material is never answered with a rotation: the expiring material stays
+    // associated (NON_CURRENT) and still expires on the same date, taking the whole key with it,
+    // and a rotation would spend one of 25. The fix is a re-import with a later date.
+    match facts.earliest_expiry() {
+        Expiry::On { material, valid_to }
+            if valid_to.signed_duration_since(now) <= Duration::days(p.expiry_warning_days) =>
+        {
+            return Need::Skip(format!(
+                "key material {} of {key} expires on {}: not rotated (a rotation would leave it associated, \
+                 expiring on the same date); give it a later date: {}",
+                material.as_deref().unwrap_or("(the earliest to expire)"),
+                valid_to.format("%Y-%m-%dT%H:%M:%SZ"),
+                verdict::reimport_command(key, material.as_deref(), now)
+            ));
+        }
+        Expiry::DateUnknown { material } => {
+            return Need::Skip(format!(
+                "key material {}of {key} expires but KMS gave no date (ValidTo): not rotated; check it with \
+                 kms-rotation-guard materials --key {key}",
+                material.map(|m| format!("{m} ")).unwrap_or_default()
+            ));
+        }
+        _ => {}
     }
 
     // The rule's own verdict, with the age limit brought forward by the warning window:

@@ -17,21 +17,37 @@
 //! - `claim`: concurrent invocations are serialised per key by a claim tag ([`claim()`]): the
 //!   winner re-reads the key after claiming, so a rotation finished by another invocation in
 //!   the meantime is seen and not repeated;
-//! - `rotate`: the two halves the CLI and the Lambda run, [`admit`] and [`rotate_admitted`].
+//! - `rotate`: the two halves the CLI and the Lambda run, [`admit`] and [`rotate_admitted`];
+//! - `policy`: the security account's policy and what a request may ask of it (issue 20:
+//!   a workload account can only ask, the security account decides);
+//! - `usage`: whether the asking account uses the key (its key policy and grants).
 //!
 //! It must never delete a key or key material: deleting is a separate, deliberate path.
 
 mod claim;
 mod gate;
+pub mod policy;
 mod reads;
 mod request;
 mod rotate;
+pub mod usage;
 
 pub use claim::{claim, new_claim_id, release, Claim, CLAIM_LEASE, CLAIM_TAG, DEFAULT_CLAIM_SETTLE};
 pub use gate::{assess, finding_check, Need, ON_DEMAND_COOLDOWN};
+pub use policy::{Requester, SecurityPolicy};
 pub use reads::read_key;
-pub use request::{RemediationAction, RemediationRequest, ResourceKind, ValidRequest};
-pub use rotate::{admit, rotate_admitted, rotate_if_needed, Admission, Outcome};
+pub use request::{
+    incoming, is_bus_event, RemediationAction, RemediationRequest, ResourceKind, ValidRequest, REQUEST_DETAIL_TYPE,
+    WORKLOAD_SOURCE,
+};
+pub use rotate::{admit, rotate_admitted, rotate_if_needed, Admission, Outcome, Scope};
+
+/// The `audit` field of the one line every remediation writes (security-account.yaml's
+/// metric filters match it).
+pub const AUDIT: &str = "remediation";
+/// The `outcome`s of that line the stack counts and alarms on; a failure is logged as
+/// `failed` and counted by Lambda's own Errors metric.
+pub const METERED_OUTCOMES: [&str; 4] = ["rotated", "skipped", "refused", "reimported"];
 
 use crate::error::{Classified, ErrorClass};
 use crate::rotation::RotationError;

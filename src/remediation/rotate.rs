@@ -8,7 +8,9 @@ use chrono::Utc;
 
 use super::claim::{claim, release, Claim};
 use super::gate::{assess, Need};
+use super::policy::{quota_check, DEFAULT_MIN_ROTATIONS_LEFT};
 use super::reads::read_key;
+use super::usage::{self, Usage};
 use super::{clip, RemediationError};
 use crate::aws::Aws;
 use crate::key::Fact;
@@ -30,10 +32,33 @@ pub enum Outcome {
     },
 }
 
+/// What the gate holds a request to beyond the key's own need (issue 20).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// The workload account that asks (from the transport): it must use the key. `None`
+    /// for the security account's own operators.
+    pub caller: Option<String>,
+    /// A due key with this many on-demand rotations left or fewer is refused.
+    pub min_rotations_left: u32,
+    /// Multi-Region primaries may be rotated (the rotation imports the same material into
+    /// every replica): the Lambda's KRG_ROTATE_MULTI_REGION, which security-account.yaml sets
+    /// together with the role's rights on other Regions' `mrk-*` keys. The rotation's plan
+    /// still refuses replicas and alias-swap of multi-Region keys.
+    pub multi_region: bool,
+}
+
+impl Default for Scope {
+    /// An operator's scope with the default policy (the CLI's `rotate` without `--force`,
+    /// with the operator's own credentials: multi-Region primaries allowed).
+    fn default() -> Self {
+        Scope { caller: None, min_rotations_left: DEFAULT_MIN_ROTATIONS_LEFT, multi_region: true }
+    }
+}
+
 /// The gate, then the rotation: read the key, [`assess`] it, claim it, read and assess it
-/// again, rotate, release the claim. `rotate` without `--force` comes here; the Lambda
-/// runs the same two halves, [`admit`] and [`rotate_admitted`], so that a skip needs
-/// neither the PIN nor the HSM.
+/// again, rotate, release the claim. `rotate` without `--force` comes here (an operator's
+/// [`Scope`]); the Lambda runs the same two halves, [`admit`] and [`rotate_admitted`], so
+/// that a skip needs neither the PIN nor the HSM.
 pub async fn rotate_if_needed(
     aws: &Aws,
     rotator: &crate::rotation::Rotator<'_>,
@@ -42,10 +67,11 @@ pub async fn rotate_if_needed(
     claim_id: &str,
     settle: StdDuration,
 ) -> Result<Outcome, RemediationError> {
-    match admit(aws, req, params).await? {
+    let scope = Scope::default();
+    match admit(aws, req, params, &scope).await? {
         Admission::Skip(reason) => Ok(Outcome::Skipped(reason)),
-        Admission::Due { key_arn, reason } => {
-            rotate_admitted(aws, rotator, req, params, &key_arn, &reason, claim_id, settle).await
+        Admission::Due { key_arn, reason, .. } => {
+            rotate_admitted(aws, rotator, req, params, &scope, &key_arn, &reason, claim_id, settle).await
         }
     }
 }
@@ -54,7 +80,12 @@ pub async fn rotate_if_needed(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
     Skip(String),
-    Due { key_arn: String, reason: String },
+    /// `usage`: what the key policy and grants say of the asking workload account.
+    Due {
+        key_arn: String,
+        reason: String,
+        usage: Option<Usage>,
+    },
 }
 
 /// Reads the key and runs the gate: no write, no HSM.
@@ -62,9 +93,10 @@ pub async fn admit(
     aws: &Aws,
     req: &crate::rotation::RotationRequest,
     params: &RuleParams,
+    scope: &Scope,
 ) -> Result<Admission, RemediationError> {
-    Ok(match gate(aws, &req.key, params, req.required_tag.as_ref()).await? {
-        Ok((key_arn, reason)) => Admission::Due { key_arn, reason },
+    Ok(match gate(aws, &req.key, params, req.required_tag.as_ref(), scope).await? {
+        Ok((key_arn, reason, usage)) => Admission::Due { key_arn, reason, usage },
         Err(skip) => Admission::Skip(skip),
     })
 }
@@ -77,6 +109,7 @@ pub async fn rotate_admitted(
     rotator: &crate::rotation::Rotator<'_>,
     req: &crate::rotation::RotationRequest,
     params: &RuleParams,
+    scope: &Scope,
     key_arn: &str,
     reason: &str,
     claim_id: &str,
@@ -93,8 +126,8 @@ pub async fn rotate_admitted(
         return Ok(Outcome::Skipped(why));
     }
     // Another invocation may have finished a rotation between our read and our claim.
-    let result = match gate(aws, &req.key, params, guard).await {
-        Ok(Ok((_, reason))) => {
+    let result = match gate(aws, &req.key, params, guard, scope).await {
+        Ok(Ok((_, reason, _))) => {
             Box::pin(rotator.rotate(req)).await.map(|(_, record)| (reason, record)).map_err(Into::into)
         }
         Ok(Err(skip)) => {
@@ -122,15 +155,19 @@ pub async fn rotate_admitted(
     }
 }
 
-/// `Ok(Ok((key ARN, why)))` when the key needs rotating, `Ok(Err(reason))` to skip it.
-/// `guard`: the tag a key must carry to be rotated at all (KRG_KEY_TAG_VALUE), checked
-/// before the claim, which the rotation role may only write on guarded keys.
+/// `Ok(Ok((key ARN, why, usage)))` when the key needs rotating, `Ok(Err(reason))` to skip
+/// it. `guard`: the tag a key must carry to be rotated at all (KRG_KEY_TAG_VALUE), checked
+/// before the claim, which the rotation role may only write on guarded keys. Then, for a
+/// workload's request, whether that account uses the key (refused if not, whatever the
+/// key's age); then the need; then, for a key that is due, the quota (few rotations left
+/// are refused). Every refusal comes before any write.
 async fn gate(
     aws: &Aws,
     key: &str,
     params: &RuleParams,
     guard: Option<&(String, String)>,
-) -> Result<Result<(String, String), String>, RemediationError> {
+    scope: &Scope,
+) -> Result<Result<(String, String, Option<Usage>), String>, RemediationError> {
     let Some((facts, on_demand)) = read_key(aws, key, params).await? else {
         return Err(RemediationError::Refused(format!(
             "KMS key {} not found in this account and region",
@@ -145,8 +182,39 @@ async fn gate(
             )));
         }
     }
-    match assess(&facts, &on_demand, params, Utc::now()) {
-        Need::Rotate(why) | Need::Resume(why) => Ok(Ok((facts.key_arn, why))),
+    let usage = match &scope.caller {
+        None => None,
+        Some(caller) => match usage::read(aws, &facts.key_arn, caller).await? {
+            Usage::NotUsed(why) => return Err(RemediationError::Refused(why)),
+            u => Some(u),
+        },
+    };
+    // The gate judges a multi-Region primary like any key where the multi-Region path runs.
+    let judged = if facts.multi_region && scope.multi_region {
+        let mut single = facts.clone();
+        single.multi_region = false;
+        std::borrow::Cow::Owned(single)
+    } else {
+        std::borrow::Cow::Borrowed(&facts)
+    };
+    match assess(&judged, &on_demand, params, Utc::now()) {
+        Need::Refuse(why) if facts.multi_region && !scope.multi_region => Err(RemediationError::Refused(format!(
+            "{why} (this function: KRG_ROTATE_MULTI_REGION is not true; security-account.yaml RotateMultiRegionKeys)"
+        ))),
+        Need::Rotate(why) => {
+            // A first import (PendingImport) spends no on-demand rotation.
+            let used = match (&on_demand, facts.state.as_str()) {
+                (_, "PendingImport") => None,
+                (Fact::Known(dates), _) => Some(dates.len()),
+                _ => None,
+            };
+            if let Some(few) = quota_check(&facts.key_arn, used, scope.min_rotations_left) {
+                return Err(RemediationError::Refused(few));
+            }
+            Ok(Ok((facts.key_arn, why, usage)))
+        }
+        // Finishing a rotation already started spends no new one.
+        Need::Resume(why) => Ok(Ok((facts.key_arn, why, usage))),
         Need::Skip(why) => Ok(Err(why)),
         Need::Refuse(why) => Err(RemediationError::Refused(why)),
         Need::Denied(d) => Err(RemediationError::AccessDenied { operation: d.action, message: d.hint }),

@@ -1,3 +1,5 @@
+//! The gate's pure decisions (`assess`, `finding_check`) and the stable error classes.
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -107,15 +109,37 @@ fn a_key_of_unknown_age_is_left_to_an_operator() {
     assert!(matches!(&n, Need::Skip(r) if r.contains("--force")), "{n:?}");
 }
 
+/// Expiring material is never answered with a rotation (issue 19): the gate skips and names
+/// the re-import that gives the material a later date.
 #[test]
-fn expiring_material_is_renewed_even_when_young() {
+fn expiring_material_is_never_rotated_and_the_reimport_is_named() {
     let mut f = key(10);
     f.expiration_model = Some("KEY_MATERIAL_EXPIRES".into());
     f.valid_to = Some(now() + Duration::days(5));
     let n = assess(&f, &unsupported(), &RuleParams::default(), now());
-    assert!(matches!(&n, Need::Rotate(r) if r.contains("expires")), "{n:?}");
+    assert!(matches!(&n, Need::Skip(r) if r.contains("kms-rotation-guard reimport --key")), "{n:?}");
+    // A NON_CURRENT material expiring while the CURRENT one does not: named by its id.
+    f.expiration_model = Some("KEY_MATERIAL_DOES_NOT_EXPIRE".into());
+    f.rotations = Fact::Known(vec![Rotation {
+        date: None,
+        material_id: Some("old-material".into()),
+        material_state: Some("NON_CURRENT".into()),
+        expiration_model: Some("KEY_MATERIAL_EXPIRES".into()),
+        valid_to: Some(now() + Duration::days(5)),
+    }]);
+    let n = assess(&f, &unsupported(), &RuleParams::default(), now());
+    assert!(matches!(&n, Need::Skip(r) if r.contains("--key-material-id old-material")), "{n:?}");
     f.valid_to = Some(now() + Duration::days(200));
+    if let Fact::Known(rs) = &mut f.rotations {
+        rs[0].valid_to = f.valid_to;
+    }
     assert!(!is_rotate(&assess(&f, &unsupported(), &RuleParams::default(), now())));
+    // PendingImport after the material expired: re-import, never a rotation.
+    let mut lost = key(10);
+    lost.state = "PendingImport".into();
+    lost.current_material_id = Some("m".into());
+    let n = assess(&lost, &Fact::NotRead, &RuleParams::default(), now());
+    assert!(matches!(&n, Need::Skip(r) if r.contains("reimport --key")), "{n:?}");
 }
 
 #[test]
@@ -200,4 +224,42 @@ fn error_types_are_stable_per_class() {
     for (e, want) in cases {
         assert_eq!(e.error_type(), want, "{e}");
     }
+}
+
+/// Issue 20: who asks comes from the transport. An EventBridge event is a workload's request
+/// from the envelope's `account`; anything else is an operator's direct invocation.
+#[test]
+fn the_transport_says_who_asks() {
+    use serde_json::json;
+    let detail = json!({"keyId": "arn:aws:kms:eu-west-1:999999999999:key/k", "resourceId": "b"});
+    let event = json!({
+        "version": "0", "id": "e-1", "detail-type": REQUEST_DETAIL_TYPE, "source": WORKLOAD_SOURCE,
+        "account": "111122223333", "time": "2026-11-24T12:00:00Z", "region": "eu-west-1", "resources": [],
+        "detail": detail
+    });
+    assert!(is_bus_event(&event));
+    let (who, req) = incoming(event.clone()).unwrap();
+    assert_eq!(who, Requester::Workload { account: "111122223333".into() });
+    assert_eq!(req, detail, "the request is the detail, unchanged");
+    // A request that names an account in its own body is still the envelope's account's.
+    let mut claims = event.clone();
+    claims["detail"]["account"] = json!("999999999999");
+    assert_eq!(incoming(claims).unwrap().0, Requester::Workload { account: "111122223333".into() });
+    // Anything else through the bus is malformed, not an operator's request.
+    for (k, v) in [
+        ("source", json!("aws.kms")),
+        ("detail-type", json!("Other")),
+        ("account", json!("1111")),
+        ("account", json!(null)),
+        ("detail", json!("{\"keyId\": \"x\"}")),
+    ] {
+        let mut e = event.clone();
+        e[k] = v.clone();
+        let err = incoming(e).unwrap_err();
+        assert!(matches!(err, RemediationError::MalformedPayload(_)), "{k}={v}: {err}");
+    }
+    // A direct invocation: the payload is the request, and the requester the operator.
+    let (who, req) = incoming(detail.clone()).unwrap();
+    assert_eq!((who, req), (Requester::Operator, detail));
+    assert!(!is_bus_event(&json!({"keyId": "alias/x"})));
 }

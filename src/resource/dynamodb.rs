@@ -1,6 +1,8 @@
 //! DynamoDB tables. Config's resourceId is the table name. A table without an SSE
 //! description uses DynamoDB's AWS-owned key; one whose SSE is ENABLED without a key ARN
 //! uses the AWS managed key `aws/dynamodb`.
+//!
+//! Reads only.
 
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::Value;

@@ -1,5 +1,7 @@
 //! Resources and how they are protected. One file per family extracts the key reference
 //! from a configuration item and enumerates the family for periodic sweeps.
+//!
+//! No verdict here: a resource says how it is protected; `verdict` judges that.
 
 pub mod dynamodb;
 pub mod rds;

@@ -1,5 +1,7 @@
 //! RDS DB instances and clusters. Config's resourceId is the dbiResourceId
 //! (`db-…`) for instances and the dbClusterResourceId (`cluster-…`) for clusters.
+//!
+//! Reads only.
 
 use serde_json::Value;
 

@@ -1,6 +1,8 @@
 //! S3 buckets. Config's resourceId is the bucket name; the encryption lives in
 //! `supplementaryConfiguration.ServerSideEncryptionConfiguration`, which Config sometimes
 //! delivers as a JSON string to be parsed again.
+//!
+//! Reads only.
 
 use aws_sdk_s3::types::ServerSideEncryption;
 use futures_util::{StreamExt, TryStreamExt};

@@ -1,4 +1,6 @@
 //! Alias-swap strategy: a new EXTERNAL key with the same policy and tags; the alias moves.
+//!
+//! It never deletes the old key: it stays Enabled, so old ciphertext decrypts.
 
 use super::*;
 
@@ -7,7 +9,7 @@ impl Rotator<'_> {
         &self,
         req: &RotationRequest,
         plan: &RotationPlan,
-    ) -> Result<(String, Option<String>), RotationError> {
+    ) -> Result<(String, Option<String>, Option<hsm::KeptMaterial>), RotationError> {
         let alias = plan.alias.as_deref().expect("alias-swap plans name an alias");
         if let Progress::Swapped { predecessor } = &plan.progress {
             // The old key must still decrypt what it encrypted; it was never disabled.
@@ -17,8 +19,9 @@ impl Rotator<'_> {
                 return Err(RotationError::Verification(format!("{alias} does not point at {}", plan.key_id)));
             }
             let material = self.verify(req, alias, None, None).await?;
-            self.record(req, &plan.key_arn, material.as_deref()).await?;
-            return Ok((plan.key_arn.clone(), material));
+            let kept = self.held(&plan.key_arn, material.as_deref()).await?;
+            self.record(req, &plan.key_arn, material.as_deref(), kept.as_ref(), &[]).await?;
+            return Ok((plan.key_arn.clone(), material, kept));
         }
         let old = plan.key_id.as_str();
         let before = self.encrypt_probe(old).await?;
@@ -31,14 +34,11 @@ impl Rotator<'_> {
             }
         };
         let s = self.read(&successor).await?;
-        let material = if s.state == KeyState::PendingImport {
-            self.import(req, plan, &s.arn, false).await?
+        let (material, kept) = if s.state == KeyState::PendingImport {
+            let resume = Self::material_map(&s).pending_object().map(str::to_string);
+            self.import(req, plan, &s.arn, false, resume.as_deref()).await?
         } else {
-            // Stopped between ImportKeyMaterial and naming: the pending object is this material.
-            if let Some(m) = &s.current_material {
-                self.name_kept(req, &s.arn, m)?;
-            }
-            s.current_material.clone()
+            (s.current_material.clone(), None)
         };
         let target = self.alias_target(alias).await?;
         if target.as_deref() != Some(s.id.as_str()) {
@@ -60,8 +60,12 @@ impl Rotator<'_> {
         // Ciphertext of the old key names the old key, which stays Enabled: it still decrypts.
         self.decrypts(old, &before.0, &before.1).await?;
         let material = self.verify(req, alias, None, None).await?.or(material);
-        self.record(req, &s.arn, material.as_deref()).await?;
-        Ok((s.arn, material))
+        let kept = match kept {
+            Some(k) if k.key_material_id == material => Some(k),
+            _ => self.held(&s.arn, material.as_deref()).await?,
+        };
+        self.record(req, &s.arn, material.as_deref(), kept.as_ref(), &[]).await?;
+        Ok((s.arn, material, kept))
     }
 
     pub(super) async fn alias_target(&self, alias: &str) -> Result<Option<String>, RotationError> {

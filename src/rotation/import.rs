@@ -1,12 +1,15 @@
 //! GetParametersForImport, wrap in the HSM, ImportKeyMaterial.
 //!
-//! Order of writes, so that no run leaves KMS as the only holder or the HSM with an orphan:
-//! 1. the material is generated as a token object labelled with the key ARN, `CKA_ID=pending`
-//!    (a stopped run leaves it pending, and the next run imports that same object);
-//! 2. ImportKeyMaterial, then the pending tag on the key;
-//! 3. the token object's `CKA_ID` becomes the KMS key material id.
+//! Order of writes, so that no run leaves KMS as the only holder or the HSM with an orphan, and
+//! nothing on the token is ever changed after it is created (see `custody`):
+//! 1. the pending tag `hsm-object:<id>` on the key, with a fresh object id;
+//! 2. the material is generated as a token object with that `CKA_ID` and `CKA_LABEL` = key ARN
+//!    (a run stopped after 1 or 2 resumes with that very id: never another run's object);
+//! 3. ImportKeyMaterial with `KeyMaterialDescription = "kms-rotation-guard hsm-object:<id>"`,
+//!    then the pending tag `<material id> hsm-object:<id>`.
 
 use super::*;
+use crate::rotation::custody;
 use crate::rotation::hsm::{KeptMaterial, WrappedKeyMaterial};
 
 /// The wrapping public key and import token of one GetParametersForImport.
@@ -35,6 +38,9 @@ pub(super) struct ImportCall<'a> {
     /// With `EXISTING_KEY_MATERIAL`: which material this is.
     pub key_material_id: Option<&'a str>,
     pub valid_to: Option<DateTime<Utc>>,
+    /// The HSM object that holds the material: named in KeyMaterialDescription on every
+    /// import (KMS keeps a description only per key, so replicas need it too).
+    pub object_id: Option<&'a str>,
 }
 
 impl Rotator<'_> {
@@ -83,10 +89,13 @@ impl Rotator<'_> {
             .encrypted_key_material(Blob::new(wrapped.into_bytes()))
             .set_import_type(call.import_type)
             .set_key_material_id(call.key_material_id.map(str::to_string));
-        if call.key_material_id.is_none() {
-            import = import
-                .key_material_description(format!("kms-rotation-guard {}", Utc::now().format("%Y-%m-%dT%H:%M:%SZ")));
-        }
+        import = match call.object_id {
+            Some(object) => import.key_material_description(custody::description(object)),
+            // Material no HSM keeps (the development source): dated, and linked to nothing.
+            None if call.key_material_id.is_none() => import
+                .key_material_description(format!("kms-rotation-guard {}", Utc::now().format("%Y-%m-%dT%H:%M:%SZ"))),
+            None => import,
+        };
         import = match call.valid_to {
             None => import.expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire),
             Some(t) => import
@@ -94,7 +103,18 @@ impl Rotator<'_> {
                 .valid_to(aws_smithy_types::DateTime::from_millis(t.timestamp_millis())),
         };
         let out = import.send().await.map_err(aws_err("kms:ImportKeyMaterial"))?;
-        Ok(out.key_material_id().map(str::to_string))
+        let returned = out.key_material_id().map(str::to_string);
+        // KMS computes the id from the material it unwrapped: a different one means the object
+        // does not hold the material it was taken for.
+        if let (Some(asked), Some(got)) = (call.key_material_id, returned.as_deref()) {
+            if asked != got {
+                return Err(RotationError::Verification(format!(
+                    "KMS imported key material {got} where {asked} was meant: the HSM object wrapped does not hold \
+                     {asked}"
+                )));
+            }
+        }
+        Ok(returned)
     }
 
     /// Wraps the material for `params`: kept material inside the HSM, or (software source)
@@ -112,22 +132,34 @@ impl Rotator<'_> {
         })
     }
 
-    /// Keep (or find the pending), GetParametersForImport, wrap, ImportKeyMaterial, name the
-    /// kept object. Returns the new material's id when KMS reports it.
+    /// Keep (a new object, or the one a stopped run generated: `resume`), GetParametersForImport,
+    /// wrap, ImportKeyMaterial. Returns the new material's id when KMS reports it, and the
+    /// object that holds it.
     pub(super) async fn import(
         &self,
         req: &RotationRequest,
         plan: &RotationPlan,
         key_arn: &str,
         new_material: bool,
-    ) -> Result<Option<String>, RotationError> {
+        resume: Option<&str>,
+    ) -> Result<(Option<String>, Option<KeptMaterial>), RotationError> {
         let kept = if self.source.keeps_material() {
-            let (kept, reused) = self.source.keep_new_material(key_arn)?;
+            let object_id = match resume {
+                Some(o) => o.to_string(),
+                None => {
+                    let o = custody::new_object_id();
+                    // Recorded before the object exists: a run stopped from here on resumes
+                    // with this very object, never one another run made.
+                    self.tag(key_arn, &[(PENDING_TAG, &custody::pending_tag_value(None, &o))]).await?;
+                    o
+                }
+            };
+            let (kept, reused) = self.source.keep_new_material(key_arn, &object_id)?;
             self.step(
                 req,
                 Step::KeepMaterial,
                 &if reused {
-                    format!("reusing the pending key material an interrupted run left: {kept}")
+                    format!("reusing the key material an interrupted run kept: {kept}")
                 } else {
                     format!("generated 32 bytes of key material as a persistent token object: {kept}")
                 },
@@ -160,42 +192,46 @@ impl Rotator<'_> {
             import_type: new_material.then_some(ImportType::NewKeyMaterial),
             key_material_id: None,
             valid_to: req.valid_to,
+            object_id: kept.as_ref().map(|k| k.object_id.as_str()),
         };
         let mut id = self.send_import(kms, key_arn, &params, wrapped, call).await?;
         if !new_material && id.is_none() {
             // The first material becomes current at once.
             id = self.current_material(key_arn).await?;
         }
-        // Written before anything else, so a re-run knows this import happened. (AWS also
-        // lists the material as PENDING_ROTATION, which covers a stop right before this.)
+        // Written before anything else, so a re-run knows this import happened and which
+        // object holds it. (AWS also lists the material as pending, with its description,
+        // which covers a stop right before this.)
         if let Some(m) = &id {
-            self.tag(key_arn, &[(PENDING_TAG, m)]).await?;
+            let value = match &kept {
+                Some(k) => custody::pending_tag_value(Some(m), &k.object_id),
+                None => m.clone(),
+            };
+            self.tag(key_arn, &[(PENDING_TAG, &value)]).await?;
         }
         self.step(
             req,
             Step::ImportKeyMaterial,
             &format!("imported new key material {}", id.as_deref().unwrap_or("(id not reported)")),
         )?;
-        if let Some(m) = &id {
-            self.name_kept(req, key_arn, m)?;
-        }
-        Ok(id)
+        let kept = kept.map(|k| KeptMaterial { key_material_id: id.clone(), ..k });
+        Ok((id, kept))
     }
 
-    /// Gives the kept pending material its KMS id. Refuses when KMS holds new material the HSM
-    /// does not: rotating to it would make KMS its only holder.
-    pub(super) fn name_kept(&self, req: &RotationRequest, key_arn: &str, material: &str) -> Result<(), RotationError> {
-        if !self.source.keeps_material() {
-            return Ok(());
-        }
-        let kept = self.source.name_kept(key_arn, material)?;
-        self.step(req, Step::LabelMaterial, &format!("named the kept key material: {kept}"))
-    }
-
-    /// The token object holding `material` of `key_arn`, if this source keeps material.
-    pub(super) fn held(&self, key_arn: &str, material: Option<&str>) -> Result<Option<KeptMaterial>, RotationError> {
+    /// The token object holding `material` of `key_arn`, if this source keeps material. KMS
+    /// names it, so a material kept in an object this login cannot see is an error that
+    /// says so, never "not kept".
+    pub(super) async fn held(
+        &self,
+        key_arn: &str,
+        material: Option<&str>,
+    ) -> Result<Option<KeptMaterial>, RotationError> {
         match material {
-            Some(m) if self.source.keeps_material() => Ok(self.source.find_kept(key_arn, m)?),
+            Some(m) if self.source.keeps_material() => match self.custody_of(key_arn, m).await? {
+                custody::Custody::Held(k) => Ok(Some(k)),
+                custody::Custody::NotHeld => Ok(None),
+                other => Err(other.require(key_arn, m).expect_err("not held").into()),
+            },
             _ => Ok(None),
         }
     }

@@ -22,14 +22,13 @@ impl Rotator<'_> {
         req: &RotationRequest,
         plan: &RotationPlan,
         material: &str,
+        kept: Option<&hsm::KeptMaterial>,
     ) -> Result<(), RotationError> {
         if plan.replicas.is_empty() {
             return Ok(());
         }
-        let kept = self.source.find_kept(&plan.key_arn, material)?.ok_or_else(|| hsm::HsmError::NotKept {
-            key_arn: plan.key_arn.clone(),
-            key_material_id: material.to_owned(),
-        })?;
+        // The object KMS names for this material (found once, and only if a replica needs it).
+        let mut object = kept.cloned();
         for r in &plan.replicas {
             let blocked = |e: RotationError| RotationError::Replica {
                 replica: format!("{} ({})", r.arn, r.region),
@@ -44,11 +43,16 @@ impl Rotator<'_> {
                     .import_parameters(&kms, &r.arn, plan.algorithm, plan.wrapping_key_spec)
                     .await
                     .map_err(blocked)?;
-                let wrapped = self.wrap(Some(&kept), &params, plan.algorithm, plan.wrapping_key_spec)?;
+                if object.is_none() {
+                    object = Some(self.custody_of(&plan.key_arn, material).await?.require(&plan.key_arn, material)?);
+                }
+                let kept = object.as_ref().expect("found above");
+                let wrapped = self.wrap(Some(kept), &params, plan.algorithm, plan.wrapping_key_spec)?;
                 let call = ImportCall {
                     import_type: Some(ImportType::ExistingKeyMaterial),
                     key_material_id: Some(material),
                     valid_to: req.valid_to,
+                    object_id: Some(&kept.object_id),
                 };
                 self.send_import(&kms, &r.arn, &params, wrapped, call).await.map_err(blocked)?;
                 // Tags are per replica (KMS does not synchronise them).
@@ -78,21 +82,6 @@ impl Rotator<'_> {
     async fn replica_tag(&self, kms: &aws_sdk_kms::Client, replica: &str) -> Result<Option<String>, RotationError> {
         let out = kms.list_resource_tags().key_id(replica).send().await.map_err(aws_err("kms:ListResourceTags"))?;
         Ok(out.tags().iter().find(|t| t.tag_key() == PENDING_TAG).map(|t| t.tag_value().to_string()))
-    }
-
-    /// Drops the replicas' pending tags once the rotation is recorded (bookkeeping only).
-    pub(super) async fn untag_replicas(&self, plan: &RotationPlan) -> Result<(), RotationError> {
-        for r in &plan.replicas {
-            self.aws
-                .kms_in_region(&r.region)
-                .untag_resource()
-                .key_id(&r.arn)
-                .tag_keys(PENDING_TAG)
-                .send()
-                .await
-                .map_err(aws_err("kms:UntagResource"))?;
-        }
-        Ok(())
     }
 
     /// Whether the replica lists `material` as imported; `true` when it cannot list (the

@@ -1,4 +1,6 @@
 //! Verification: the new material is current, a probe round-trips, and old ciphertext decrypts.
+//!
+//! It writes nothing: a failed check leaves the key as it is, with no rotation recorded.
 
 use super::*;
 

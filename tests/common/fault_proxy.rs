@@ -3,52 +3,51 @@
 //! trust the caller, a denied read). Killed on drop.
 #![allow(dead_code)]
 
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{free_port, root, tool};
+use super::{free_port, output_to, root, tempdir, tool, wait_for_port};
 
 pub struct AnsweringProxy {
     child: Child,
     pub endpoint: String,
     stats: PathBuf,
+    /// mitmproxy's home (its CA), its counts and its output (`mitmdump.log`).
+    _dir: tempdir::TempDir,
 }
 
 impl AnsweringProxy {
     /// No random faults; each entry of `aws_errors` ({"match": [...], "status", "content_type",
     /// "body"}) answers every request containing all its `match` substrings.
     pub fn start(target_port: u16, aws_errors: &Value) -> AnsweringProxy {
+        AnsweringProxy::start_at(&format!("http://127.0.0.1:{target_port}"), aws_errors)
+    }
+
+    /// The same in front of `target` (an endpoint URL, e.g. LocalStack's). Entries may also be
+    /// {"match", "patch"}: the emulator's JSON reply with `patch` deep-merged into it (a field
+    /// it does not return, such as DescribeKey's ValidTo).
+    pub fn start_at(target: &str, aws_errors: &Value) -> AnsweringProxy {
         let port = free_port();
-        let dir = root().join("target/tmp");
-        std::fs::create_dir_all(&dir).unwrap();
-        let stats = dir.join(format!("answering-proxy-{}-{port}.json", std::process::id()));
-        let _ = std::fs::remove_file(&stats);
-        let mut child = Command::new(tool("venv", "mitmdump"))
-            .args(["-q", "--mode", &format!("reverse:http://127.0.0.1:{target_port}")])
+        let dir = tempdir::TempDir::new("answering-proxy");
+        let stats = dir.path().join("stats.json");
+        let log = dir.path().join("mitmdump.log");
+        let mut cmd = Command::new(tool("venv", "mitmdump"));
+        cmd.args(["-q", "--mode", &format!("reverse:{target}")])
             .args(["--listen-host", "127.0.0.1", "--listen-port", &port.to_string()])
             .args(["-s", root().join("tests/fault_proxy.py").to_str().unwrap()])
             .args(["--set", "keep_host_header=true", "--set", "fault_rate=0"])
             .args(["--set", &format!("aws_errors={aws_errors}")])
             .args(["--set", &format!("stats_file={}", stats.display())])
-            // mitmproxy writes its CA under the home directory; keep it out of the user's.
-            .env("HOME", &dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start mitmdump");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("mitmdump exited early with {status}");
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "mitmdump did not listen within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        AnsweringProxy { child, endpoint: format!("http://127.0.0.1:{port}"), stats }
+            // mitmproxy writes its CA under the home directory: one of its own, so that two
+            // proxies starting at once on a fresh clone do not create the same files.
+            .env("HOME", dir.path());
+        output_to(&mut cmd, &log);
+        let mut child = cmd.spawn().expect("start mitmdump");
+        wait_for_port(port, &mut child, "mitmdump", &log, Duration::from_secs(30));
+        AnsweringProxy { child, endpoint: format!("http://127.0.0.1:{port}"), stats, _dir: dir }
     }
 
     /// How often each `aws_errors` entry (by index) answered.
@@ -65,7 +64,6 @@ impl Drop for AnsweringProxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.stats);
     }
 }
 
@@ -85,4 +83,21 @@ pub fn assume_role_denied(account: &str, role: &str) -> Value {
              <RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>"
         ),
     })
+}
+
+/// A KMS JSON-protocol success body for the requests containing every `matching` substring,
+/// as the API reference gives it (an answer the emulator cannot give: ListKeyRotations on
+/// LocalStack, or with material on moto).
+pub fn kms_reply(matching: &[&str], body: Value) -> Value {
+    serde_json::json!({
+        "match": matching,
+        "status": 200,
+        "content_type": "application/x-amz-json-1.1",
+        "body": body.to_string(),
+    })
+}
+
+/// Seconds since the epoch, as KMS's JSON protocol sends timestamps.
+pub fn epoch(t: chrono::DateTime<chrono::Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
 }

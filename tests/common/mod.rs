@@ -195,8 +195,8 @@ pub fn ymd(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// LocalStack's KMS (host mode, `.tools/ls-venv`): the only emulator with BYOK import.
-/// Its own temporary state directory; killed with its process group on drop, since it
-/// does not stop on SIGTERM.
+/// Its own temporary state directory (everything it writes, its output in `localstack.log`
+/// included); killed with its process group on drop, since it does not stop on SIGTERM.
 pub struct LocalStack {
     child: Child,
     pub endpoint: String,
@@ -209,12 +209,27 @@ impl LocalStack {
         let port = free_port();
         let state = tempdir::TempDir::new("localstack");
         let log = state.path().join("localstack.log");
+        // The shared, read-only service catalog (see `localstack_catalog`), where host mode
+        // looks for the one its Docker image builds in.
+        std::fs::create_dir_all(state.path().join("usr/lib")).unwrap();
+        std::os::unix::fs::symlink(localstack_catalog(), state.path().join("usr/lib/localstack")).unwrap();
         let mut cmd = Command::new(tool("ls-venv", "python"));
         cmd.args(["-m", "localstack.runtime.main"])
             .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
             .env("SERVICES", "kms,sts")
             .env("FILESYSTEM_ROOT", state.path())
             .env("LOCALSTACK_CLI", "0")
+            // Inside any container (CI, this project's machines) LocalStack takes itself to be
+            // its own Docker image and ignores FILESYSTEM_ROOT: every instance then shares
+            // /tmp/localstack (each removes it as it starts) and /var/lib/localstack/cache (each
+            // writes its TLS key and certificate there as it starts, and the first ones build
+            // the service catalog there), and, where a DNS server answers, binds port 53 and
+            // rewrites /etc/resolv.conf (never restored: we SIGKILL it). Tests start several at
+            // once, so: host mode (all state under FILESYSTEM_ROOT), no DNS server, and a local
+            // certificate instead of a download.
+            .env("OVERRIDE_IN_DOCKER", "0")
+            .env("DNS_ADDRESS", "0")
+            .env("SKIP_SSL_CERT_DOWNLOAD", "1")
             .process_group(0);
         output_to(&mut cmd, &log);
         let mut child = cmd.spawn().expect("start LocalStack");
@@ -231,6 +246,47 @@ impl LocalStack {
         });
         LocalStack { child, endpoint, _state: state }
     }
+}
+
+/// LocalStack's service catalog (its index of every AWS API), built once per installed
+/// LocalStack into target/ and shared read-only by every instance. Without it each instance
+/// builds its own on its first request: 10–13 s on a loaded 2-core machine, past the SDK's
+/// 10 s attempt timeout. LocalStack's Docker image builds it the same way
+/// (`python -m localstack.aws.spec`). Returns the directory host mode reads it from
+/// (`<FILESYSTEM_ROOT>/usr/lib/localstack`).
+fn localstack_catalog() -> &'static Path {
+    use std::hash::{Hash, Hasher};
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        // One catalog per LocalStack installation (scripts/setup's stamp names its versions).
+        let stamp = std::fs::read_to_string(root().join(".tools/ls-venv/.stamp")).unwrap_or_default();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        stamp.hash(&mut h);
+        let built = root().join(format!("target/localstack-catalog-{:016x}", h.finish()));
+        let lib = built.join("usr/lib/localstack");
+        let has_catalog = |dir: &Path| {
+            std::fs::read_dir(dir).map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".dill")))
+        };
+        if has_catalog(&lib).unwrap_or(false) {
+            return lib;
+        }
+        // Built aside, then renamed into place: test binaries of other worktrees or runs may
+        // do the same at the same time, and the first rename wins.
+        let scratch = tempdir::TempDir::new("localstack-catalog");
+        std::fs::create_dir_all(scratch.path().join("usr/lib/localstack")).unwrap();
+        let log = scratch.path().join("build.log");
+        let mut cmd = Command::new(tool("ls-venv", "python"));
+        cmd.args(["-m", "localstack.aws.spec"])
+            .env("FILESYSTEM_ROOT", scratch.path())
+            .env("OVERRIDE_IN_DOCKER", "0")
+            .env("LOCALSTACK_CLI", "0");
+        output_to(&mut cmd, &log);
+        let status = cmd.status().expect("build LocalStack's service catalog");
+        assert!(status.success(), "building LocalStack's service catalog: {status}\n{}", output_tail(&log, 30));
+        let _ = std::fs::rename(scratch.path(), &built);
+        assert!(has_catalog(&lib).unwrap_or(false), "no service catalog in {}", lib.display());
+        lib
+    })
 }
 
 impl Drop for LocalStack {

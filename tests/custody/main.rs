@@ -8,10 +8,14 @@
 //! One test binary: `material` (re-import, `materials`, the CLI cycle, custody in `scan`),
 //! `multi_region` and `probe_and_resume`; this file holds the shared helpers.
 
+mod china;
 #[path = "../common/mod.rs"]
 mod common;
+mod expiry;
+mod force;
 mod material;
 mod multi_region;
+mod naming;
 mod probe_and_resume;
 
 use std::process::Command;
@@ -33,7 +37,7 @@ fn request(key: impl Into<String>) -> RotationRequest {
 }
 
 fn reimport(key: &str, id: Option<&str>, dry_run: bool) -> ReimportRequest {
-    ReimportRequest { key: key.into(), key_material_id: id.map(str::to_string), dry_run }
+    ReimportRequest { key: key.into(), key_material_id: id.map(str::to_string), dry_run, expiry: None }
 }
 
 async fn kms_at(ls: &LocalStack) -> (Aws, CallCounter) {

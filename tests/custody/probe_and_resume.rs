@@ -25,8 +25,9 @@ async fn every_probe_encrypt_and_decrypt_uses_the_probe_context() {
     }
 }
 
-/// A first import stopped after ImportKeyMaterial (before the HSM object is named) completes on
-/// the next run, and the object then carries the KMS material id.
+/// A first import stopped after KeepMaterial or after ImportKeyMaterial completes on the next
+/// run with the same object (named when it was created, never renamed), and KMS's material is
+/// linked to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_import_stopped_before_naming_completes_and_names_the_object() {
     let ls = LocalStack::start();
@@ -40,12 +41,16 @@ async fn a_first_import_stopped_before_naming_completes_and_names_the_object() {
         assert!(matches!(err, RotationError::Interrupted(_)), "{err}");
         let pending = softhsm().kept_materials(&arn).unwrap();
         assert_eq!(pending.len(), 1, "{stop:?}: {pending:?}");
-        assert!(pending[0].key_material_id.is_none());
+        assert!(pending[0].key_material_id.is_none() && pending[0].object_id.starts_with("krg-"));
         let (_, record) = Rotator::new(&aws, softhsm()).rotate(&request(&arn)).await.unwrap();
-        let material = record.unwrap().key_material_id.unwrap();
+        let record = record.unwrap();
+        let material = record.key_material_id.unwrap();
         let kept = softhsm().kept_materials(&arn).unwrap();
         assert_eq!(kept.len(), 1, "{stop:?}: one object, no orphan: {kept:?}");
-        assert_eq!(kept[0].key_material_id.as_deref(), Some(material.as_str()), "{stop:?}");
+        assert_eq!(kept[0].object_id, pending[0].object_id, "{stop:?}: the object the stopped run made");
+        assert_eq!(record.hsm_object.as_deref(), Some(kept[0].to_string().as_str()), "{stop:?}");
+        let report = hsm_rotator(&aws).materials_report(&arn).await.unwrap();
+        assert!(report.materials[0].key_material_id == material && report.materials[0].held, "{report:?}");
         assert_eq!(describe(&aws, &arn).await.current_key_material_id(), Some(material.as_str()));
     }
 }

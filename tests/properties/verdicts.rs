@@ -125,6 +125,7 @@ fn arb_params() -> BoxedStrategy<RuleParams> {
             verify_tag_against_kms: verify,
             expiry_warning_days: expiry,
             execution_role_name: None,
+            ..RuleParams::default()
         })
         .boxed()
 }

@@ -10,6 +10,8 @@ use crate::support::*;
 pub(crate) const NO_VALUE: &str = "\u{0}NoValue";
 pub(crate) const ACCOUNT: &str = "999999999999";
 pub(crate) const REGION: &str = "eu-west-1";
+/// The organization of the examples (security-account.yaml requires one).
+pub(crate) const ORG: &str = "o-abcdefghij";
 
 pub(crate) struct Cfn<'a> {
     pub(crate) t: &'a Value,
@@ -92,6 +94,12 @@ impl<'a> Cfn<'a> {
                 "Ref" => self.var(inner.as_str().unwrap()),
                 "GetAtt" => {
                     let (id, attr) = get_att(v).unwrap();
+                    if attr == "DnsEntries" {
+                        // An interface endpoint's DNS entries: "<hosted zone>:<name>", the
+                        // endpoint's own regional name first.
+                        let name = format!("vpce-{}.{REGION}.vpce.amazonaws.com", id.to_ascii_lowercase());
+                        return Value::Sequence(vec![Value::String(format!("Z7HUB22UULQXV:{name}"))]);
+                    }
                     Value::String(format!("{id}.{attr}"))
                 }
                 "Sub" => {
@@ -166,6 +174,20 @@ impl<'a> Cfn<'a> {
         }
         out.push_str(rest);
         out
+    }
+
+    /// The security template with OrganizationId (required, no default) unless given.
+    pub(crate) fn security(t: &'a Value, overrides: &[(&str, &str)]) -> Self {
+        let mut o: Vec<(&str, &str)> = overrides.to_vec();
+        if !o.iter().any(|(k, _)| *k == "OrganizationId") {
+            o.push(("OrganizationId", ORG));
+        }
+        Cfn::new(t, &o)
+    }
+
+    /// Logical ids of every resource deployed with these parameters.
+    pub(crate) fn active_ids(&self) -> BTreeSet<String> {
+        resources(self.t).iter().filter(|(_, r)| self.active(r)).map(|(k, _)| k.as_str().unwrap().to_string()).collect()
     }
 
     /// Active resources of a type, evaluated.

@@ -15,15 +15,20 @@
 //! `support` (loading, YAML/CloudFormation and IAM helpers), `cfn` (a small CloudFormation
 //! evaluator), `rules` (binaries, rules/ ↔ template.yaml), `iam` (least privilege, who may
 //! read and invoke), `rotation_role`, `remediation` (the Automation document's contract),
-//! `logs_alerts`, `network` (reaching the HSM) and `lint` (checkov, advisories, cfn-lint).
+//! `logs_alerts`, `network` (reaching the HSM), `requests` (who may ask for a rotation, for
+//! 25 and 300 workload accounts), `deployment` (an order a person can follow; inputs) and
+//! `lint` (checkov, advisories, cfn-lint).
 
 mod cfn;
+mod deployment;
 mod iam;
 mod lint;
 mod logs_alerts;
 mod member_role;
 mod network;
 mod remediation;
+mod requests;
+mod retirement;
 mod rotation_role;
 mod rules;
 mod support;

@@ -9,13 +9,8 @@ use crate::support::*;
 #[test]
 fn subnets_bring_the_hsm_security_group_and_the_endpoints() {
     let s = template(SECURITY_TEMPLATE);
-    let vpc = [
-        ("WorkloadAccountIds", "111111111111"),
-        ("SubnetIds", "subnet-1,subnet-2"),
-        ("VpcId", "vpc-1"),
-        ("HsmSecurityGroupId", "sg-cluster"),
-    ];
-    let cfn = Cfn::new(&s, &vpc);
+    let vpc = [("SubnetIds", "subnet-1,subnet-2"), ("VpcId", "vpc-1"), ("HsmSecurityGroupId", "sg-cluster")];
+    let cfn = Cfn::security(&s, &vpc);
     let endpoints: BTreeSet<String> = cfn
         .resources_of_type("AWS::EC2::VPCEndpoint")
         .into_iter()
@@ -23,13 +18,14 @@ fn subnets_bring_the_hsm_security_group_and_the_endpoints() {
             let p = &e["Properties"];
             assert_eq!(p["VpcEndpointType"].as_str(), Some("Interface"), "{id}");
             assert_eq!(strings(&p["SubnetIds"]), ["subnet-1", "subnet-2"], "{id}: subnets");
-            assert_eq!(p["PrivateDnsEnabled"].as_bool(), Some(true), "{id}: private DNS");
             p["ServiceName"].as_str().unwrap().strip_prefix(&format!("com.amazonaws.{REGION}.")).unwrap().to_string()
         })
         .collect();
+    // Exactly the services the function calls (no STS, no Logs: Lambda's logs do not pass
+    // through the VPC, and the function assumes no role).
     assert_eq!(
         endpoints,
-        ["config", "kms", "logs", "secretsmanager", "sts"].into_iter().map(String::from).collect(),
+        ["config", "kms", "secretsmanager"].into_iter().map(String::from).collect(),
         "interface endpoints"
     );
     let function = cfn.eval(resource(&s, &function_for_binary(&s, ROTATION_BINARY)));
@@ -71,14 +67,99 @@ fn subnets_bring_the_hsm_security_group_and_the_endpoints() {
     }
 
     // Without subnets: nothing of it.
-    let cfn = Cfn::new(&s, &[("WorkloadAccountIds", "111111111111"), ("EnableRotation", "false")]);
+    let cfn = Cfn::security(&s, &[("EnableRotation", "false")]);
     for ty in ["AWS::EC2::VPCEndpoint", "AWS::EC2::SecurityGroup", "AWS::EC2::SecurityGroupEgress"] {
         assert!(cfn.resources_of_type(ty).is_empty(), "{ty} without SubnetIds");
     }
 }
 
+/// Issue 20: each endpoint admits only the rotation role on this account's resources, and
+/// private DNS, which would take the service's public name from every workload of a shared
+/// VPC, is opt-in; without it the function is pointed at the endpoints' own names.
+#[test]
+fn endpoints_admit_only_the_rotation_role_and_private_dns_is_opt_in() {
+    let s = template(SECURITY_TEMPLATE);
+    let vpc = [("SubnetIds", "subnet-1"), ("VpcId", "vpc-1"), ("HsmSecurityGroupId", "sg-cluster")];
+    let variable = |service: &str| match service {
+        "kms" => "AWS_ENDPOINT_URL_KMS",
+        "secretsmanager" => "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        "config" => "AWS_ENDPOINT_URL_CONFIG_SERVICE",
+        other => panic!("no endpoint variable for {other}"),
+    };
+    for private in ["false", "true"] {
+        let mut o = vpc.to_vec();
+        o.push(("EndpointPrivateDns", private));
+        let cfn = Cfn::security(&s, &o);
+        let f = cfn.eval(resource(&s, &function_for_binary(&s, ROTATION_BINARY)));
+        let env = &f["Properties"]["Environment"]["Variables"];
+        let endpoints = cfn.resources_of_type("AWS::EC2::VPCEndpoint");
+        assert_eq!(endpoints.len(), 3);
+        for (id, e) in endpoints {
+            let p = &e["Properties"];
+            let service = p["ServiceName"].as_str().unwrap().rsplit('.').next().unwrap().to_string();
+            assert_eq!(p["PrivateDnsEnabled"].as_bool(), Some(private == "true"), "{id}: EndpointPrivateDns={private}");
+            let url = env[variable(&service)].as_str();
+            if private == "true" {
+                assert_eq!(url, None, "{id}: private DNS answers for the public name");
+            } else {
+                let want = format!("https://vpce-{}.{REGION}.vpce.amazonaws.com", id.to_ascii_lowercase());
+                assert_eq!(url, Some(want.as_str()), "{id}: the function uses the endpoint's own name");
+            }
+            let sts = seq(&p["PolicyDocument"]["Statement"]);
+            assert!(!sts.is_empty(), "{id}: an endpoint policy");
+            for st in sts {
+                assert_eq!(st["Effect"].as_str(), Some("Allow"), "{id}");
+                assert_eq!(
+                    strings(&st["Condition"]["ArnEquals"]["aws:PrincipalArn"]),
+                    [format!("{ROTATION_ROLE}.Arn")],
+                    "{id}: the rotation role only"
+                );
+                assert_eq!(
+                    strings(&st["Condition"]["StringEquals"]["aws:ResourceAccount"]),
+                    [ACCOUNT],
+                    "{id}: this account's resources only"
+                );
+                assert!(
+                    actions_of(st).iter().all(|a| a.starts_with(&format!("{service}:"))),
+                    "{id}: actions of its own service: {st:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(parameter_default(&s, "EndpointPrivateDns").as_deref(), Some("false"), "opt-in");
+}
+
+/// Issue 20: the PKCS#11 library runs next to the PIN. Its layer comes from this account
+/// unless another account is named, and signed code can be enforced.
+#[test]
+fn the_hsm_layer_is_this_accounts_and_code_signing_is_enforced_when_asked() {
+    let s = template(SECURITY_TEMPLATE);
+    let layer = |o: &[(&str, &str)]| {
+        let mut all = vec![("HsmLayerName", "cloudhsm-pkcs11"), ("HsmLayerVersion", "3")];
+        all.extend_from_slice(o);
+        let cfn = Cfn::security(&s, &all);
+        let f = cfn.eval(resource(&s, &function_for_binary(&s, ROTATION_BINARY)));
+        (strings(&f["Properties"]["Layers"]), f["Properties"]["CodeSigningConfigArn"].clone(), cfn)
+    };
+    let (own, signing, cfn) = layer(&[]);
+    assert_eq!(own, [format!("arn:aws:lambda:{REGION}:{ACCOUNT}:layer:cloudhsm-pkcs11:3")], "this account's layer");
+    assert!(signing.is_null(), "no signing profile, no CodeSigningConfig");
+    assert!(cfn.resources_of_type("AWS::Lambda::CodeSigningConfig").is_empty());
+    let (other, _, _) = layer(&[("HsmLayerAccountId", "123456789012")]);
+    assert_eq!(other, [format!("arn:aws:lambda:{REGION}:123456789012:layer:cloudhsm-pkcs11:3")], "named account");
+    let profile = "arn:aws:signer:eu-west-1:999999999999:/signing-profiles/krg/AbCdEf1234";
+    let (_, signing, cfn) = layer(&[("SigningProfileVersionArn", profile)]);
+    let configs = cfn.resources_of_type("AWS::Lambda::CodeSigningConfig");
+    assert_eq!(configs.len(), 1);
+    let (id, c) = &configs[0];
+    assert_eq!(signing.as_str(), Some(format!("ref:{id}").as_str()), "the function uses it");
+    assert_eq!(c["Properties"]["CodeSigningPolicies"]["UntrustedArtifactOnDeployment"].as_str(), Some("Enforce"));
+    assert_eq!(strings(&c["Properties"]["AllowedPublishers"]["SigningProfileVersionArns"]), [profile]);
+    assert!(s["Parameters"]["HsmLayerArn"].is_null(), "a full layer ARN would take any account's layer by default");
+}
+
 /// The Rules section's assertions that fail for these parameters (their descriptions).
-fn failed_rules(t: &Value, overrides: &[(&str, &str)]) -> Vec<String> {
+pub(crate) fn failed_rules(t: &Value, overrides: &[(&str, &str)]) -> Vec<String> {
     let cfn = Cfn::new(t, overrides);
     let mut failed = Vec::new();
     for (name, rule) in t["Rules"].as_mapping().into_iter().flatten() {
@@ -99,18 +180,20 @@ fn failed_rules(t: &Value, overrides: &[(&str, &str)]) -> Vec<String> {
 fn rotation_without_layer_or_subnets_fails_fast() {
     let s = template(SECURITY_TEMPLATE);
     let complete = [
-        ("WorkloadAccountIds", "111111111111"),
-        ("HsmLayerArn", "arn:aws:lambda:eu-west-1:111111111111:layer:cloudhsm-pkcs11:3"),
+        ("OrganizationId", ORG),
+        ("HsmLayerName", "cloudhsm-pkcs11"),
         ("SubnetIds", "subnet-1"),
         ("VpcId", "vpc-1"),
         ("HsmSecurityGroupId", "sg-cluster"),
-        ("PinSecretArn", "arn:aws:secretsmanager:eu-west-1:111111111111:secret:hsm-pin-AbCdEf"),
     ];
-    assert_eq!(failed_rules(&s, &complete), Vec::<String>::new(), "complete parameters deploy");
+    assert_eq!(
+        failed_rules(&s, &complete),
+        Vec::<String>::new(),
+        "complete parameters deploy (the stack creates the PIN secret)"
+    );
     for (missing, what) in [
-        ("HsmLayerArn", "HsmLayerArn"),
+        ("HsmLayerName", "HsmLayerName"),
         ("SubnetIds", "SubnetIds"),
-        ("PinSecretArn", "PinSecretArn"),
         ("VpcId", "VpcId"),
         ("HsmSecurityGroupId", "HsmSecurityGroupId"),
     ] {
@@ -126,8 +209,17 @@ fn rotation_without_layer_or_subnets_fails_fast() {
         .collect();
     assert!(failed_rules(&s, &onprem).is_empty(), "HsmCidr is enough");
     // Evaluation only: nothing required.
-    assert!(failed_rules(&s, &[("WorkloadAccountIds", "111111111111"), ("EnableRotation", "false")]).is_empty());
-    assert!(!failed_rules(&s, &[("WorkloadAccountIds", "111111111111")]).is_empty(), "defaults alone must refuse");
+    assert!(failed_rules(&s, &[("OrganizationId", ORG), ("EnableRotation", "false")]).is_empty());
+    assert!(!failed_rules(&s, &[("OrganizationId", ORG)]).is_empty(), "defaults alone must refuse");
+    // A PIN key belongs to a given secret; alias-swap as the policy needs the break glass.
+    let mut pin_key = complete.to_vec();
+    pin_key.push(("PinSecretKmsKeyArn", "arn:aws:kms:eu-west-1:999999999999:key/pin"));
+    assert!(failed_rules(&s, &pin_key).iter().any(|f| f.contains("PinSecretArn")), "PinSecretKmsKeyArn alone");
+    let mut swap = complete.to_vec();
+    swap.push(("RotationStrategy", "alias-swap"));
+    assert!(failed_rules(&s, &swap).iter().any(|f| f.contains("AllowAliasSwap")));
+    swap.push(("AllowAliasSwap", "true"));
+    assert!(failed_rules(&s, &swap).is_empty());
 }
 
 #[test]

@@ -5,12 +5,13 @@
 //! rows' JSON export (`super::json`) is embedded verbatim with its SHA-256, so that a copy
 //! can be checked against the JSON export. Every value from AWS goes through maud's
 //! escaping; the only unescaped text is this module's own CSS and script.
-
 //!
 //! The parts: this file folds the rows by key and lays out the page; `sections` renders the
 //! key-age picture and the two tables; `assets` holds the page's own CSS and script.
 
 mod assets;
+/// The page's style, shared with the runbook's inventory page.
+pub(crate) use assets::CSS as STYLE;
 mod sections;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -4,7 +4,7 @@
 //! report is the organization report (`estate::report`). Part of the CLI, never of the
 //! library: the Lambdas cannot reach it. It starts emulators and stops every one it started.
 //!
-//! Layout, chosen for what the emulators can do (README, "Emulator gaps"):
+//! Layout, chosen for what the emulators can do (docs/emulators.md):
 //! - LocalStack's KMS and STS play the security account holding the keys (BYOK import
 //!   works there), reached with per-service endpoints as `AWS_ENDPOINT_URL_KMS` would;
 //! - one moto server per workload account (dev, int, prod) plays RDS, DynamoDB, S3 and Config.
@@ -13,6 +13,7 @@
 //! emulators are stopped, in a file of its own.
 
 mod emulators;
+mod runbook;
 mod steps;
 
 use std::collections::BTreeSet;
@@ -31,6 +32,7 @@ use kms_rotation_guard::verdict::Compliance;
 use serde::Serialize;
 
 use super::exit::ExitStatus;
+use super::format::chosen;
 use emulators::{free_port, sdk, softhsm_token, start, tempdir, Service};
 use steps::{custody, evaluate, request, tag, write_report};
 
@@ -43,12 +45,17 @@ const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const ENVIRONMENTS: [(&str, &str); 3] = [("dev", "222222222222"), ("int", "444444444444"), ("prod", "333333333333")];
 
 /// The whole product on this machine: local emulators, a seeded estate, evaluation,
-/// rotation through SoftHSM, re-evaluation. Starts and stops everything it needs.
+/// rotation through SoftHSM, re-evaluation, then the runbook (inventory, a campaign dev → int →
+/// prod). Starts and stops everything it needs.
 #[derive(clap::Args)]
 #[command(after_help = "Run it through scripts/demo, which installs the emulators first.")]
 pub struct DemoArgs {
-    /// Print one JSON document (before, rotations, after) instead of tables.
-    #[arg(long)]
+    /// table (the steps and tables, for people) or json (one document: before, rotations,
+    /// after; the steps go to standard error).
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// Same as --format json (kept for older scripts).
+    #[arg(long, hide = true, conflicts_with = "format")]
     pub json: bool,
     /// Where scripts/setup installed the emulators.
     #[arg(long, env = "KRG_TOOLS", default_value = ".tools")]
@@ -58,7 +65,9 @@ pub struct DemoArgs {
     pub report_dir: PathBuf,
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<ExitStatus> {
+pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitStatus> {
+    // The demo's steps ask only "JSON or not"; the alias and --format agree from here on.
+    args.json = chosen(&args.format, args.json) == "json";
     let report = demo(&args).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -77,6 +86,8 @@ pub struct DemoReport {
     pub seconds: f64,
     /// The emulators' endpoints, all stopped by the time the report is returned.
     pub endpoints: Vec<String>,
+    /// The runbook over dev, int and prod keys (issue 22): inventory, plan, campaign.
+    pub runbook: runbook::RunbookDemo,
 }
 
 /// One workload account: its moto server and the evaluator's view of AWS from there.
@@ -226,7 +237,10 @@ async fn demo(opts: &DemoArgs) -> anyhow::Result<DemoReport> {
         say(&format!("   {}", p.display()));
     }
 
-    // 7. Everything started is stopped as `workloads`, `localstack` and `tmp` drop.
+    // 7. The runbook (its own file, src/cli/demo/runbook.rs).
+    let runbook = runbook::run(&security, &hsm, &say).await?;
+
+    // 8. Everything started is stopped as `workloads`, `localstack` and `tmp` drop.
     let mut endpoints: Vec<String> = workloads.iter().map(|w| w._moto.endpoint.clone()).collect();
     endpoints.push(localstack.endpoint.clone());
     drop(workloads);
@@ -234,5 +248,5 @@ async fn demo(opts: &DemoArgs) -> anyhow::Result<DemoReport> {
     let _ = std::fs::remove_dir_all(&tmp);
     let seconds = started.elapsed().as_secs_f64();
     say(&format!("\nDone in {seconds:.1} s; all emulators stopped."));
-    Ok(DemoReport { before, rotations, after, reports, seconds, endpoints })
+    Ok(DemoReport { before, rotations, after, reports, seconds, endpoints, runbook })
 }

@@ -1,5 +1,7 @@
 //! The demo's steps over the estate: its rotation requests and tags, every rule's periodic
 //! evaluation as Lambda runs it, custody, and the auditor's reports on disk.
+//!
+//! Nothing here is used outside the demo.
 
 use std::path::{Path, PathBuf};
 

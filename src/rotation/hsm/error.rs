@@ -91,7 +91,20 @@ pub enum HsmError {
          so completing this rotation would make KMS its only holder; refusing"
     )]
     PendingNotKept { key_arn: String },
+
+    /// The material is kept (KMS or the key's tags name its object), but this login cannot
+    /// use it: on AWS CloudHSM a key belongs to the crypto user (CU) that created it; other
+    /// CUs do not see it, and CUs it is shared with may use it but not wrap it.
+    #[error(
+        "key material {key_material_id} of {key_arn} is kept in HSM object CKA_ID={object_id}, which is {NOT_VISIBLE}: \
+         {reason}; run this as the crypto user that created it (docs/rotation.md, \"Which crypto user\"), or check \
+         that this is the token (restored from its backup) that keeps it"
+    )]
+    NotVisible { key_arn: String, key_material_id: String, object_id: String, reason: String },
 }
+
+/// How material that exists but is out of this login's reach is named, everywhere.
+pub const NOT_VISIBLE: &str = "not visible to this user (CloudHSM keys belong to the CU that created them)";
 
 impl crate::error::Classified for HsmError {
     fn class(&self) -> crate::error::ErrorClass {

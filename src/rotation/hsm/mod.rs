@@ -24,9 +24,9 @@ mod software;
 mod tests;
 
 pub use algorithm::{WrappingAlgorithm, WrappingKeySpec};
-pub use error::HsmError;
+pub use error::{HsmError, NOT_VISIBLE};
 pub(crate) use kept::label_matches;
-pub use kept::{KeptMaterial, PENDING_ID};
+pub use kept::{is_kms_material_id, KeptMaterial, LEGACY_PENDING_ID};
 pub use pkcs11::{Pkcs11Source, WrapWithTrusted};
 pub use secret::{CheckedWrap, HsmPin, WrappedKeyMaterial, CHECK_BLOCK};
 pub use software::SoftwareSource;
@@ -95,11 +95,12 @@ pub trait KeyMaterialSource: Send + Sync {
         false
     }
 
-    /// New material as a persistent, sensitive token object labelled for `key_arn` and pending
-    /// its KMS id; or the pending object a stopped run left for that key (then `true`), so a
-    /// re-run never leaves an orphan.
-    fn keep_new_material(&self, key_arn: &str) -> Result<(KeptMaterial, bool), HsmError> {
-        let _ = key_arn;
+    /// New material as a persistent, sensitive token object with `CKA_LABEL` = `key_arn` and
+    /// `CKA_ID` = `object_id`, named once, at creation. If the token already holds that object
+    /// (a stopped run made it), that one is returned (then `true`), so a re-run never leaves
+    /// an orphan and never makes a second material.
+    fn keep_new_material(&self, key_arn: &str, object_id: &str) -> Result<(KeptMaterial, bool), HsmError> {
+        let _ = (key_arn, object_id);
         Err(HsmError::CannotKeep { source_name: self.name().to_owned(), action: "keep new material" })
     }
 
@@ -115,21 +116,17 @@ pub trait KeyMaterialSource: Send + Sync {
         Err(HsmError::CannotKeep { source_name: self.name().to_owned(), action: "wrap kept material" })
     }
 
-    /// Gives the pending material of `key_arn` its KMS id (`CKA_ID`); a no-op when a material
-    /// with that id is already kept.
-    fn name_kept(&self, key_arn: &str, key_material_id: &str) -> Result<KeptMaterial, HsmError> {
-        let _ = key_material_id;
-        Err(HsmError::PendingNotKept { key_arn: key_arn.to_owned() })
-    }
-
-    /// Every material kept for `key_arn` (for a multi-Region key: for its key id).
+    /// Every object this login sees kept for `key_arn` (for a multi-Region key: for its key id).
     fn kept_materials(&self, key_arn: &str) -> Result<Vec<KeptMaterial>, HsmError> {
         let _ = key_arn;
         Ok(Vec::new())
     }
 
-    /// The kept material with this KMS id, if the token holds it.
-    fn find_kept(&self, key_arn: &str, key_material_id: &str) -> Result<Option<KeptMaterial>, HsmError> {
-        Ok(self.kept_materials(key_arn)?.into_iter().find(|k| k.key_material_id.as_deref() == Some(key_material_id)))
+    /// Destroys every kept object labelled exactly `key_arn` and returns what it destroyed.
+    /// Only for retirement (issue 22), after KMS has deleted the key: no key can take that
+    /// material again, so keeping it protects nothing. Never called for a key KMS still has.
+    fn destroy_kept(&self, key_arn: &str) -> Result<Vec<KeptMaterial>, HsmError> {
+        let _ = key_arn;
+        Err(HsmError::CannotKeep { source_name: self.name().to_owned(), action: "destroy kept material" })
     }
 }

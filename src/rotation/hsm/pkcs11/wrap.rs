@@ -35,23 +35,24 @@ impl Pkcs11Source {
             return Err(HsmError::AlgorithmUnsupported { source_name: self.name.clone(), algorithm, supported });
         }
 
-        let session = self.session();
-        let mut objects = SessionObjects::new(&session);
-        let material = objects.track(generate_material(&session, with_check_value)?);
-        ensure_sensitive(&session, material, &self.label)?;
-        let bytes = self.wrap_handle(&session, &mut objects, material, &kms_key, algorithm, false)?;
-
-        let check_value = if with_check_value {
-            let block = session
-                .encrypt(&Mechanism::AesEcb, material, &CHECK_BLOCK)
-                .map_err(pkcs11("C_Encrypt (key check value)"))?;
-            Some(block.try_into().map_err(|b: Vec<u8>| HsmError::Software {
-                operation: "key check value",
-                reason: format!("the token returned {} bytes for one AES block", b.len()),
-            })?)
-        } else {
-            None
-        };
+        let (bytes, check_value) = self.with_live(|session| {
+            let mut objects = SessionObjects::new(session);
+            let material = objects.track(generate_material(session, with_check_value)?);
+            ensure_sensitive(session, material, &self.label)?;
+            let bytes = self.wrap_handle(session, &mut objects, material, &kms_key, algorithm, false)?;
+            let check_value = if with_check_value {
+                let block = session
+                    .encrypt(&Mechanism::AesEcb, material, &CHECK_BLOCK)
+                    .map_err(pkcs11("C_Encrypt (key check value)"))?;
+                Some(block.try_into().map_err(|b: Vec<u8>| HsmError::Software {
+                    operation: "key check value",
+                    reason: format!("the token returned {} bytes for one AES block", b.len()),
+                })?)
+            } else {
+                None
+            };
+            Ok((bytes, check_value))
+        })?;
         tracing::info!(token = %self.label, algorithm = algorithm.as_str(), wrapped_len = bytes.len(), "generated and wrapped key material in the HSM");
         Ok((WrappedKeyMaterial::new(algorithm, bytes), check_value))
     }
@@ -103,10 +104,11 @@ impl Pkcs11Source {
     /// Finds out which wrapping algorithms the token really performs, by performing them once
     /// with throwaway session keys.
     pub(super) fn probe(&self) -> Result<Vec<WrappingAlgorithm>, HsmError> {
-        let mechanisms = self.ctx.get_mechanism_list(self.slot).map_err(pkcs11("C_GetMechanismList"))?;
+        let slot = self.slot();
+        let mechanisms = self.ctx.get_mechanism_list(slot).map_err(pkcs11("C_GetMechanismList"))?;
         let listed = |m: MechanismType| mechanisms.contains(&m);
         for m in [MechanismType::AES_KEY_GEN, MechanismType::RSA_PKCS_OAEP, MechanismType::AES_KEY_WRAP_PAD] {
-            if let Ok(info) = self.ctx.get_mechanism_info(self.slot, m) {
+            if let Ok(info) = self.ctx.get_mechanism_info(slot, m) {
                 tracing::debug!(token = %self.label, mechanism = %m, wrap = info.wrap(), "mechanism listed");
             }
         }
@@ -118,7 +120,7 @@ impl Pkcs11Source {
             return Ok(Vec::new());
         }
 
-        let session = self.session();
+        let session = self.session()?;
         let mut objects = SessionObjects::new(&session);
         let (rsa_public, rsa_private) = session
             .generate_key_pair(

@@ -1,6 +1,6 @@
 //! The PKCS#11 source on a real SoftHSM2 token: what it probes, that every wrap opens to the
 //! material it generated, that nothing is left behind or readable, clear login errors, and
-//! custody of kept material.
+//! custody of kept material (named at creation, never changed).
 
 use super::*;
 
@@ -114,51 +114,87 @@ fn pkcs11_missing_module_names_the_path() {
     assert!(err.to_string().contains("/nonexistent/libpkcs11.so"), "{err}");
 }
 
-/// Custody: kept material is a persistent, sensitive token object, found again by its label
-/// (key ARN) and id (KMS material id), and every wrap of it carries the same material.
+/// Custody: kept material is a persistent, sensitive token object, named at creation (label =
+/// key ARN, CKA_ID = its own id) and never changed: the token refuses any change to it, as AWS
+/// CloudHSM refuses a change of CKA_ID. Every wrap of it carries the same material.
 #[test]
-fn pkcs11_kept_material_is_a_labelled_token_object_wrapped_the_same_every_time() {
+fn pkcs11_kept_material_is_named_at_creation_and_wrapped_the_same_every_time() {
     let source = open(TOKEN);
     let arn = "arn:aws:kms:eu-west-1:111122223333:key/0000aaaa-custody-test";
     let kms = kms(WrappingKeySpec::Rsa2048);
-    let (kept, reused) = source.keep_new_material(arn).unwrap();
-    assert!(!reused && kept.key_material_id.is_none(), "{kept}");
-    // A second run before ImportKeyMaterial finds the same pending object, never a second one.
-    let (again, reused) = source.keep_new_material(arn).unwrap();
+    let (kept, reused) = source.keep_new_material(arn, "krg-00000000000000000000000000000001").unwrap();
+    assert!(!reused && kept.object_id == "krg-00000000000000000000000000000001" && kept.key_material_id.is_none());
+    // A second run with the same id (a resumed rotation) gets the same object, never a second.
+    let (again, reused) = source.keep_new_material(arn, &kept.object_id).unwrap();
     assert!(reused && again == kept);
-    assert_eq!(source.kept_materials(arn).unwrap().len(), 1);
+    // Another id is another material.
+    let (other, _) = source.keep_new_material(arn, "krg-00000000000000000000000000000002").unwrap();
+    assert_eq!(source.kept_materials(arn).unwrap().len(), 2);
 
     let first = source.wrap_kept(&kept, &kms.public_der, kms.spec, WrappingAlgorithm::RsaesOaepSha1).unwrap();
     let material = kms_unwrap(kms, &first);
-    let named = source.name_kept(arn, &"c".repeat(64)).unwrap();
-    assert_eq!(named.key_material_id.as_deref(), Some("c".repeat(64).as_str()));
-    // Naming is idempotent; the object is now found by the material id.
-    assert_eq!(source.name_kept(arn, &"c".repeat(64)).unwrap(), named);
-    let found = source.find_kept(arn, &"c".repeat(64)).unwrap().expect("found by CKA_ID");
     for algorithm in [WrappingAlgorithm::RsaesOaepSha1, WrappingAlgorithm::RsaAesKeyWrapSha1] {
-        let again = source.wrap_kept(&found, &kms.public_der, kms.spec, algorithm).unwrap();
+        let again = source.wrap_kept(&kept, &kms.public_der, kms.spec, algorithm).unwrap();
         assert_eq!(*kms_unwrap(kms, &again), *material, "{algorithm}: a different material was wrapped");
     }
-    // Other material of the same key is not found; a key without kept material has none.
-    assert!(source.find_kept(arn, &"d".repeat(64)).unwrap().is_none());
-    assert!(source.name_kept("arn:aws:kms:eu-west-1:111122223333:key/none", "x").is_err());
+    let second = source.wrap_kept(&other, &kms.public_der, kms.spec, WrappingAlgorithm::RsaesOaepSha1).unwrap();
+    assert_ne!(*kms_unwrap(kms, &second), *material);
+    // An object this login does not see is "not visible", never silently another one.
+    let hidden = KeptMaterial { object_id: "krg-ffffffffffffffffffffffffffffffff".into(), ..kept.clone() };
+    let err = source.wrap_kept(&hidden, &kms.public_der, kms.spec, WrappingAlgorithm::RsaesOaepSha1).unwrap_err();
+    assert!(
+        matches!(err, HsmError::NotVisible { .. }) && err.to_string().contains(crate::rotation::hsm::NOT_VISIBLE),
+        "{err}"
+    );
 
     source.with_session(|session| {
-        let handles =
-            session.find_objects(&[Attribute::Token(true), Attribute::Label(arn.as_bytes().to_vec())]).unwrap();
+        let handles = session
+            .find_objects(&[
+                Attribute::Token(true),
+                Attribute::Label(arn.as_bytes().to_vec()),
+                Attribute::Id(kept.object_id.as_bytes().to_vec()),
+            ])
+            .unwrap();
         assert_eq!(handles.len(), 1);
         let attrs = session
             .get_attributes(
                 handles[0],
-                &[AttributeType::Token, AttributeType::Sensitive, AttributeType::Extractable, AttributeType::Id],
+                &[
+                    AttributeType::Token,
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::Modifiable,
+                ],
             )
             .unwrap();
         assert!(attrs.contains(&Attribute::Token(true)) && attrs.contains(&Attribute::Sensitive(true)), "{attrs:?}");
-        assert!(attrs.contains(&Attribute::Id("c".repeat(64).into_bytes())), "{attrs:?}");
+        assert!(attrs.contains(&Attribute::Modifiable(false)), "{attrs:?}");
+        // The token refuses to rename it (SoftHSM 2.6: CKR_ACTION_PROHIBITED for an object that
+        // is not modifiable; CloudHSM: CKA_ID is not modifiable at all).
+        let err = session.update_attributes(handles[0], &[Attribute::Id(b"renamed".to_vec())]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                cryptoki::error::Error::Pkcs11(
+                    cryptoki::error::RvError::ActionProhibited | cryptoki::error::RvError::AttributeReadOnly,
+                    _
+                )
+            ),
+            "{err:?}"
+        );
         ensure_sensitive(session, handles[0], TOKEN).expect("CKA_VALUE is not readable");
         let info = session.get_attribute_info(handles[0], &[AttributeType::Value]).unwrap();
         assert!(!matches!(info.as_slice(), [AttributeInfo::Available(_)]), "{info:?}");
     });
     // SoftHSM 2.6 gives CKA_TRUSTED to the security officer only.
     assert_eq!(source.wrap_with_trusted(), WrapWithTrusted::Unsupported);
+}
+
+#[test]
+fn a_wrap_the_token_refuses_to_this_user_is_not_visible_not_missing() {
+    use cryptoki::error::RvError;
+    for rv in [RvError::KeyFunctionNotPermitted, RvError::ObjectHandleInvalid, RvError::KeyHandleInvalid] {
+        assert!(crate::rotation::hsm::pkcs11::refused_to_this_user(rv), "{rv:?}");
+    }
+    assert!(!crate::rotation::hsm::pkcs11::refused_to_this_user(RvError::MechanismInvalid));
 }

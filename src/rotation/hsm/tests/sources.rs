@@ -143,6 +143,6 @@ fn choose_prefers_the_strongest_supported() {
 fn software_source_keeps_nothing_and_says_so() {
     let source = SoftwareSource::new_insecure_for_development();
     assert!(!source.keeps_material());
-    let err = source.keep_new_material("arn:aws:kms:eu-west-1:111122223333:key/k").unwrap_err();
+    let err = source.keep_new_material("arn:aws:kms:eu-west-1:111122223333:key/k", "krg-1").unwrap_err();
     assert!(err.to_string().contains("cannot keep key material"), "{err}");
 }

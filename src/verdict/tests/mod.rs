@@ -1,4 +1,8 @@
-//! Every branch of the verdict, in specification order, with the boundaries.
+//! Every branch of the verdict, in specification order, with the boundaries. The expiry of
+//! imported material (any of a key's materials) is in `expiry`.
+
+mod expiry;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -324,34 +328,6 @@ fn material_id_tag_must_match_current_material() {
 }
 
 #[test]
-fn expiring_material_is_flagged_within_the_warning_window() {
-    let expiring = |in_days: i64, from_rotations: bool| {
-        let mut f = external(Some(&date(10)));
-        rotated_on(&mut f, days_ago(10));
-        let v = Some(now() + Duration::days(in_days));
-        if from_rotations {
-            if let Fact::Known(rs) = &mut f.rotations {
-                rs[0].expiration_model = Some("KEY_MATERIAL_EXPIRES".into());
-                rs[0].valid_to = v;
-            }
-        } else {
-            f.expiration_model = Some("KEY_MATERIAL_EXPIRES".into());
-            f.valid_to = v;
-        }
-        f
-    };
-    expect(&judge(expiring(30, false)), Compliance::NonCompliant, &["expires on", "in 30 days"]);
-    expect(&judge(expiring(10, true)), Compliance::NonCompliant, &["expires on"]);
-    expect(&judge(expiring(31, false)), Compliance::Compliant, &[]);
-    let mut f = expiring(31, false);
-    f.valid_to = None;
-    expect(&judge(f), Compliance::NonCompliant, &["ValidTo"]);
-    let mut f = expiring(5, false);
-    f.expiration_model = Some("KEY_MATERIAL_DOES_NOT_EXPIRE".into());
-    expect(&judge(f), Compliance::Compliant, &[]);
-}
-
-#[test]
 fn age_boundary_is_inclusive_at_the_limit() {
     let aged = |n: i64| {
         let mut f = external(Some(&date(n)));
@@ -380,4 +356,60 @@ fn annotations_fit_in_256_characters() {
     assert!(v.annotation.chars().count() <= MAX_ANNOTATION);
     assert_eq!(fit_annotation(""), "no details");
     assert_eq!(fit_annotation(&"é".repeat(300)).chars().count(), 256);
+}
+
+/// Issue 20: at `minRotationsLeft` on-demand rotations left or fewer the verdict says "few
+/// rotations left", whatever it decided, within Config's 256 characters.
+#[test]
+fn few_rotations_left_is_said_in_the_verdict() {
+    let rotated = |n: usize, newest: i64| {
+        let mut f = external(Some(&date(newest)));
+        let rs: Vec<Rotation> = (0..n)
+            .map(|i| Rotation {
+                date: Some(days_ago(newest + (n - 1 - i) as i64 * 30)),
+                material_id: Some(format!("m{i}")),
+                material_state: Some(if i + 1 == n { "CURRENT" } else { "NON_CURRENT" }.into()),
+                expiration_model: None,
+                valid_to: None,
+            })
+            .collect();
+        f.rotations = Fact::Known(rs);
+        f
+    };
+    // 20 rotations used: 5 left = the default minimum.
+    let v = judge(rotated(20, 10));
+    expect(&v, Compliance::Compliant, &["few rotations left (5 of 25)", "alias-swap"]);
+    let v = judge(rotated(25, 400));
+    expect(&v, Compliance::NonCompliant, &["few rotations left (0 of 25)"]);
+    assert!(v.annotation.chars().count() <= MAX_ANNOTATION);
+    // 19 used: 6 left, nothing said; the parameter moves the line.
+    assert!(!judge(rotated(19, 10)).annotation.contains("few rotations"));
+    let p = RuleParams { min_rotations_left: 6, ..RuleParams::default() };
+    assert!(judge_with(rotated(19, 10), &p).annotation.contains("few rotations left (6 of 25)"));
+    let p = RuleParams { min_rotations_left: 0, ..RuleParams::default() };
+    assert!(!judge_with(rotated(20, 10), &p).annotation.contains("few rotations"));
+    // The first import has no date: it spends no on-demand rotation.
+    let mut first = external(Some(&date(10)));
+    first.rotations = Fact::Known(vec![Rotation {
+        date: None,
+        material_id: Some("m0".into()),
+        material_state: Some("CURRENT".into()),
+        expiration_model: None,
+        valid_to: None,
+    }]);
+    assert_eq!(on_demand_rotations_left(&first), Some(25));
+    // Unknown history, or material KMS generates: nothing is said.
+    let mut unread = external(Some(&date(10)));
+    unread.rotations = Fact::NotRead;
+    assert_eq!(on_demand_rotations_left(&unread), None);
+    assert_eq!(on_demand_rotations_left(&KeyFacts::new(ID, "111122223333", "AWS_KMS")), None);
+    // A long annotation keeps the note whole.
+    let mut long = rotated(22, 400);
+    long.tags = Fact::Known(BTreeMap::from([("LastRotationDate".to_string(), "x".repeat(200))]));
+    let v = judge(long);
+    assert!(
+        v.annotation.ends_with("plan an alias-swap or a new key") && v.annotation.chars().count() <= MAX_ANNOTATION,
+        "{}",
+        v.annotation
+    );
 }

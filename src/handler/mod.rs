@@ -1,25 +1,37 @@
 //! One invocation of a rule, from parsed event to evaluations. Lambda binaries, the
 //! `evaluate` CLI and `scan` all run this code; there is no second implementation.
+//!
+//! It holds no presentation (the CLI and `audit` render its assessments); judging a key's
+//! protection is `verdict`'s.
+//!
+//! The parts: this file takes an event to evaluations; `sweep` enumerates and judges every
+//! resource of an account and Region; `oversized` reads items Config only summarised.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::aws::{classify, fail, Aws, FailureKind};
+use crate::aws::{classify, Aws, FailureKind};
 use crate::error::Error;
-use crate::event::{self, Invocation, ItemSummary, Trigger};
+use crate::event::{self, Invocation, Trigger};
 use crate::key::lookup::KeyReader;
 use crate::key::reference::partition_of;
 use crate::key::{Home, KeyLookup};
 use crate::params::RuleParams;
 use crate::report::{self, Evaluation};
-use crate::resource::{self, dynamodb, rds, s3, Item, Protection, Resource, ResourceType};
+use crate::resource::{self, Item, Protection, Resource, ResourceType};
 use crate::rule::Rule;
-use crate::verdict::{decide, Compliance, Verdict};
+use crate::verdict::{Compliance, Verdict};
+
+mod oversized;
+mod sweep;
+
+pub use sweep::{assess, enumerate, enumerate_each, sweep};
+
+use oversized::fetch_item;
+use sweep::{assess_with, sweep_with};
 
 /// Stop gathering this long before the Lambda deadline, leaving time to fail cleanly.
 pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
@@ -226,19 +238,6 @@ async fn evaluate_in(
     }
 }
 
-/// Enumerates and judges every resource of the rule's types in `home`, as a pipeline: the
-/// families are listed at the same time, and each resource's key is looked up (once per
-/// key, shared) as soon as the resource arrives, while the enumeration goes on.
-pub async fn sweep(
-    aws: &Aws,
-    rule: Rule,
-    params: &RuleParams,
-    home: &Home,
-    now: DateTime<Utc>,
-) -> Result<Outcome, Error> {
-    sweep_with(Keys { aws, acting: aws, account: &home.account }, rule, params, home, now).await
-}
-
 /// Who reads what in one invocation: `acting` enumerates and reports in `account`; keys
 /// of `account` are read with `acting`, keys of other accounts with `aws`.
 #[derive(Clone, Copy)]
@@ -256,149 +255,6 @@ impl<'a> Keys<'a> {
         }
         reader
     }
-}
-
-async fn sweep_with(
-    keys: Keys<'_>,
-    rule: Rule,
-    params: &RuleParams,
-    home: &Home,
-    now: DateTime<Utc>,
-) -> Result<Outcome, Error> {
-    let started = Instant::now();
-    let aws = keys.acting;
-    let reader = keys.reader(params);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Resource>();
-    let enumerated = async move {
-        let send = move |r: Resource| {
-            // The receiver lives until the enumeration ends; a send cannot fail before.
-            let _ = tx.send(r);
-        };
-        enumerate_each(aws, rule.resource_types, home, &send).await?;
-        Ok::<_, Error>(started.elapsed())
-    };
-    let judged = async {
-        let mut assessments = Vec::new();
-        let mut pending = futures_util::stream::FuturesUnordered::new();
-        let mut open = true;
-        let mut last_lookup = std::time::Duration::ZERO;
-        loop {
-            tokio::select! {
-                r = rx.recv(), if open => match r {
-                    Some(resource) => pending.push(judge(&reader, resource, params, now)),
-                    None => open = false,
-                },
-                Some(a) = pending.next(), if !pending.is_empty() => {
-                    let (a, looked_up) = a?;
-                    if looked_up {
-                        last_lookup = started.elapsed();
-                    }
-                    assessments.push(a);
-                }
-                else => break,
-            }
-        }
-        Ok::<_, Error>((assessments, last_lookup))
-    };
-    let (enumeration, (mut assessments, keys)) = tokio::try_join!(enumerated, judged)?;
-    // Completion order is the network's; report in a stable order.
-    assessments.sort_by(|a, b| {
-        (a.resource.resource_type, &a.resource.resource_id).cmp(&(b.resource.resource_type, &b.resource.resource_id))
-    });
-    let stages = vec![("enumerated", enumeration), ("keys read", keys), ("judged", started.elapsed())];
-    Ok(Outcome { assessments, stages, ..Outcome::default() })
-}
-
-/// One resource: its key's facts (shared with every resource on the key), then the verdict.
-/// Also says whether it waited for a key.
-async fn judge(
-    reader: &KeyReader<'_>,
-    resource: Resource,
-    params: &RuleParams,
-    now: DateTime<Utc>,
-) -> Result<(Assessment, bool), Error> {
-    let lookup = match &resource.protection {
-        Protection::Kms(k) => Some(reader.look_up(k, &resource.home).await?),
-        _ => None,
-    };
-    let verdict = decide(&resource.protection, lookup.as_deref(), params, now);
-    let looked_up = lookup.is_some();
-    Ok((Assessment { resource, lookup, verdict }, looked_up))
-}
-
-/// Every resource of `types` in `home`, each handed to `found` as it is read; the
-/// families are listed at the same time.
-pub async fn enumerate_each(
-    aws: &Aws,
-    types: &[ResourceType],
-    home: &Home,
-    found: &(dyn Fn(Resource) + Send + Sync),
-) -> Result<(), Error> {
-    let rds = async {
-        if types.iter().any(|t| matches!(t, ResourceType::RdsDbInstance | ResourceType::RdsDbCluster)) {
-            rds::enumerate(aws, home, types, found).await?;
-        }
-        Ok::<_, Error>(())
-    };
-    let dynamodb = async {
-        if types.contains(&ResourceType::DynamoDbTable) {
-            dynamodb::enumerate(aws, home, found).await?;
-        }
-        Ok::<_, Error>(())
-    };
-    let s3 = async {
-        if types.contains(&ResourceType::S3Bucket) {
-            s3::enumerate(aws, home, found).await?;
-        }
-        Ok::<_, Error>(())
-    };
-    tokio::try_join!(rds, dynamodb, s3)?;
-    Ok(())
-}
-
-/// Every resource of `types` in `home`, in a stable order (the `scan` command).
-pub async fn enumerate(aws: &Aws, types: &[ResourceType], home: &Home) -> Result<Vec<Resource>, Error> {
-    let found = std::sync::Mutex::new(Vec::new());
-    enumerate_each(aws, types, home, &|r| found.lock().expect("resource list poisoned").push(r)).await?;
-    let mut out = found.into_inner().expect("resource list poisoned");
-    out.sort_by(|a, b| (a.resource_type, &a.resource_id).cmp(&(b.resource_type, &b.resource_id)));
-    Ok(out)
-}
-
-/// Judges resources, looking each distinct key up once.
-pub async fn assess(
-    aws: &Aws,
-    params: &RuleParams,
-    own_account: &str,
-    resources: Vec<Resource>,
-    now: DateTime<Utc>,
-) -> Result<Vec<Assessment>, Error> {
-    assess_with(Keys { aws, acting: aws, account: own_account }, params, resources, now).await
-}
-
-async fn assess_with(
-    keys: Keys<'_>,
-    params: &RuleParams,
-    resources: Vec<Resource>,
-    now: DateTime<Utc>,
-) -> Result<Vec<Assessment>, Error> {
-    let reader = keys.reader(params);
-    let refs = resources.iter().filter_map(|r| match &r.protection {
-        Protection::Kms(k) => Some((k, &r.home)),
-        _ => None,
-    });
-    let lookups: HashMap<String, Arc<KeyLookup>> = reader.look_up_all(refs).await?;
-    Ok(resources
-        .into_iter()
-        .map(|resource| {
-            let lookup = match &resource.protection {
-                Protection::Kms(k) => lookups.get(&k.qualified(&resource.home)).cloned(),
-                _ => None,
-            };
-            let verdict = decide(&resource.protection, lookup.as_deref(), params, now);
-            Assessment { resource, lookup, verdict }
-        })
-        .collect())
 }
 
 fn to_evaluation(a: &Assessment, at: DateTime<Utc>) -> Evaluation {
@@ -466,55 +322,4 @@ async fn evaluate_item(
             Ok(Outcome { evaluations, assessments, ..Outcome::default() })
         }
     }
-}
-
-/// Fetches an oversized item: the newest version captured at or before the summary's
-/// capture time. A page may come back empty with a nextToken; keep reading.
-async fn fetch_item(aws: &Aws, s: &ItemSummary) -> Result<Value, Error> {
-    let later = aws_smithy_types::DateTime::from_millis(s.captured.timestamp_millis());
-    let mut token = None;
-    for _ in 0..20 {
-        let out = aws
-            .config_service()
-            .get_resource_config_history()
-            .resource_type(aws_sdk_config::types::ResourceType::from(s.resource_type.as_str()))
-            .resource_id(&s.resource_id)
-            .later_time(later)
-            .limit(1)
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(fail("config:GetResourceConfigHistory"))?;
-        if let Some(ci) = out.configuration_items().first() {
-            return Ok(item_to_json(ci));
-        }
-        token = out.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
-    Err(Error::Aws {
-        operation: "config:GetResourceConfigHistory",
-        transient: true,
-        message: format!("no configuration item for {} {} at or before {}", s.resource_type, s.resource_id, s.captured),
-    })
-}
-
-/// The SDK's item in the JSON shape of invoking events, so one extractor reads both.
-fn item_to_json(ci: &aws_sdk_config::types::ConfigurationItem) -> Value {
-    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or_else(|_| Value::String(s.to_string()));
-    let supplementary: serde_json::Map<String, Value> = ci
-        .supplementary_configuration()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), parse(v))).collect())
-        .unwrap_or_default();
-    serde_json::json!({
-        "resourceType": ci.resource_type().map(|t| t.as_str()),
-        "resourceId": ci.resource_id(),
-        "resourceName": ci.resource_name(),
-        "awsRegion": ci.aws_region(),
-        "awsAccountId": ci.account_id(),
-        "configurationItemStatus": ci.configuration_item_status().map(|s| s.as_str()),
-        "configuration": ci.configuration().map(parse),
-        "supplementaryConfiguration": supplementary,
-    })
 }
