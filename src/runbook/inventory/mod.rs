@@ -6,20 +6,19 @@
 //! the aliases come from one ListAliases per Region. [`entry`] is pure: facts, aliases,
 //! the scan's usage, custody and the clock give one [`KeyEntry`].
 
-use std::collections::{BTreeMap, HashMap};
+mod read;
+
+pub(crate) use read::list;
+pub use read::read;
 
 use chrono::{DateTime, Duration, Utc};
-use futures_util::StreamExt;
 use maud::{html, PreEscaped, DOCTYPE};
 
 use super::usage::ResourceUsage;
-use super::{aws_err, RunbookError, ENVIRONMENT_TAG, GUARD_TAG};
-use crate::aws::Aws;
-use crate::key::lookup::KeyReader;
-use crate::key::{Fact, Home, KeyFacts, KeyLookup, KeyManager, KeyRef};
+use super::{ENVIRONMENT_TAG, GUARD_TAG};
+use crate::key::{Fact, KeyFacts, KeyManager};
 use crate::params::RuleParams;
-use crate::rotation::hsm::KeyMaterialSource;
-use crate::rotation::{Rotator, ON_DEMAND_QUOTA};
+use crate::rotation::ON_DEMAND_QUOTA;
 
 /// Tag names read as the key's service, first found wins.
 pub const SERVICE_TAGS: [&str; 3] = ["Service", "service", "Application"];
@@ -250,165 +249,6 @@ pub fn entry(
     }
 }
 
-/// An `Aws` for `region` when it differs from `aws`'s own (same endpoints, counter, credentials).
-pub(crate) fn regional(aws: &Aws, region: &str) -> Option<Aws> {
-    (region != aws.region()).then(|| aws.in_region(region))
-}
-
-/// Every key id of this account in the client's Region (ListKeys), and every alias by key id.
-pub(crate) async fn list(aws: &Aws) -> Result<(Vec<String>, HashMap<String, Vec<String>>), RunbookError> {
-    let mut keys = Vec::new();
-    let mut marker = None;
-    loop {
-        let out = aws.kms().list_keys().set_marker(marker).send().await.map_err(aws_err("kms:ListKeys"))?;
-        keys.extend(out.keys().iter().filter_map(|k| k.key_arn().map(str::to_string)));
-        marker = out.next_marker().map(str::to_string);
-        if !out.truncated() || marker.is_none() {
-            break;
-        }
-    }
-    let mut aliases: HashMap<String, Vec<String>> = HashMap::new();
-    let mut marker = None;
-    loop {
-        let out = aws.kms().list_aliases().set_marker(marker).send().await.map_err(aws_err("kms:ListAliases"))?;
-        for a in out.aliases() {
-            if let (Some(name), Some(target)) = (a.alias_name(), a.target_key_id()) {
-                aliases.entry(target.to_string()).or_default().push(name.to_string());
-            }
-        }
-        marker = out.next_marker().map(str::to_string);
-        if !out.truncated() || marker.is_none() {
-            break;
-        }
-    }
-    Ok((keys, aliases))
-}
-
-/// Reads every key of `account` in `regions` once and builds the inventory.
-#[allow(clippy::too_many_arguments)]
-pub async fn read(
-    aws: &Aws,
-    account: &str,
-    regions: &[String],
-    source: Option<&dyn KeyMaterialSource>,
-    usage: Option<(&ResourceUsage, String)>,
-    policy: &InventoryPolicy,
-    now: DateTime<Utc>,
-    progress: &(dyn Fn(&str) + Send + Sync),
-) -> Result<Inventory, RunbookError> {
-    // Tags and the full rotation list of every key: the reads the evaluators make.
-    let params = RuleParams { key_reader_role_name: None, verify_tag_against_kms: true, ..policy.params.clone() };
-    let mut inv = Inventory {
-        account: account.to_string(),
-        regions: regions.to_vec(),
-        generated: now,
-        resources_from: usage.as_ref().map(|(_, from)| from.clone()),
-        keys: Vec::new(),
-        unread: Vec::new(),
-        scan_blind_spots: usage.as_ref().map(|(u, _)| u.blind_spots.clone()).unwrap_or_default(),
-    };
-    for region in regions {
-        let other = regional(aws, region);
-        let aws_r = other.as_ref().unwrap_or(aws);
-        progress(&format!("listing keys in {region}"));
-        let (keys, aliases) = match list(aws_r).await {
-            Ok(l) => l,
-            Err(e) => {
-                inv.unread.push(format!("{region}: {e}"));
-                continue;
-            }
-        };
-        progress(&format!("reading {} keys in {region}", keys.len()));
-        let reader = KeyReader::new(aws_r, &params, account);
-        let home = Home::new(region.clone(), account.to_string());
-        let looked: Vec<(String, Result<std::sync::Arc<KeyLookup>, String>)> =
-            futures_util::stream::iter(keys.into_iter().map(|arn| {
-                let (reader, home) = (&reader, &home);
-                async move {
-                    let r = match KeyRef::parse(&arn) {
-                        Ok(r) => reader.look_up(&r, home).await.map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    (arn, r)
-                }
-            }))
-            .buffer_unordered(8)
-            .collect()
-            .await;
-        for (arn, result) in looked {
-            let facts = match result.as_deref() {
-                Ok(KeyLookup::Found(f)) => {
-                    let mut f = (**f).clone();
-                    // The lookup skips tags of keys it cannot judge (disabled, pending); the
-                    // runbook still needs their Environment and guard tags.
-                    if f.manager == KeyManager::Customer && matches!(f.tags, Fact::NotRead) {
-                        f.tags = match key_tags(aws_r, &f.key_arn).await {
-                            Ok(t) => Fact::Known(t),
-                            Err(e) => {
-                                inv.unread.push(format!("{arn}: tags: {e}"));
-                                Fact::NotRead
-                            }
-                        };
-                    }
-                    f
-                }
-                Ok(other) => {
-                    inv.unread.push(format!("{arn}: {}", describe_lookup(other)));
-                    continue;
-                }
-                Err(e) => {
-                    inv.unread.push(format!("{arn}: {e}"));
-                    continue;
-                }
-            };
-            // The existing custody check (the report's): KMS's material list against the HSM.
-            let held = match source {
-                Some(s) if facts.origin == "EXTERNAL" && facts.state == "Enabled" => {
-                    match Rotator::new(aws_r, s).holds_current_material(&facts.key_arn).await {
-                        Ok(h) => h,
-                        Err(e) => {
-                            inv.unread.push(format!("{arn}: custody unknown: {e}"));
-                            None
-                        }
-                    }
-                }
-                _ => None,
-            };
-            let names = aliases.get(&facts.key_id).cloned().unwrap_or_default();
-            inv.keys.push(entry(region, &facts, &names, usage.as_ref().map(|(u, _)| *u), held, policy, now));
-        }
-    }
-    // Environments in runbook order, then by alias.
-    inv.keys.sort_by(|a, b| {
-        (env_rank(a.environment.as_deref()), &a.region, a.aliases.first(), &a.key_arn).cmp(&(
-            env_rank(b.environment.as_deref()),
-            &b.region,
-            b.aliases.first(),
-            &b.key_arn,
-        ))
-    });
-    Ok(inv)
-}
-
-fn describe_lookup(l: &KeyLookup) -> String {
-    match l {
-        KeyLookup::NotFound => "not found".into(),
-        KeyLookup::Denied(d) => format!("{} denied: {}", d.action, d.hint),
-        KeyLookup::AwsManagedAlias => "AWS-managed".into(),
-        KeyLookup::Found(_) => "found".into(),
-    }
-}
-
-fn env_rank(env: Option<&str>) -> (usize, String) {
-    let e = env.unwrap_or("").to_ascii_lowercase();
-    let rank = super::campaign::DEFAULT_ORDER.iter().position(|d| *d == e).unwrap_or(usize::MAX);
-    (rank, e)
-}
-
-async fn key_tags(aws: &Aws, key_arn: &str) -> Result<BTreeMap<String, String>, RunbookError> {
-    crate::aws::key_tags(aws.kms(), key_arn).await.map_err(aws_err("kms:ListResourceTags"))
-}
-
 fn dash<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
@@ -557,111 +397,4 @@ pub fn html(inv: &Inventory) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::key::Rotation;
-
-    fn now() -> DateTime<Utc> {
-        "2026-12-04T00:00:00Z".parse().unwrap()
-    }
-
-    fn external(tags: &[(&str, &str)], dated_rotations: usize) -> KeyFacts {
-        let mut f = KeyFacts::new("k1", "111111111111", "EXTERNAL");
-        f.tags = Fact::Known(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-        let mut rs = vec![Rotation {
-            date: None,
-            material_id: Some("m0".into()),
-            material_state: Some("NON_CURRENT".into()),
-            expiration_model: Some("KEY_MATERIAL_EXPIRES".into()),
-            valid_to: Some(now() + Duration::days(10)),
-        }];
-        for i in 0..dated_rotations {
-            rs.push(Rotation {
-                date: Some(now() - Duration::days(40 - i as i64)),
-                material_id: Some(format!("m{}", i + 1)),
-                material_state: Some(if i + 1 == dated_rotations { "CURRENT" } else { "NON_CURRENT" }.into()),
-                expiration_model: Some("KEY_MATERIAL_DOES_NOT_EXPIRE".into()),
-                valid_to: None,
-            });
-        }
-        f.rotations = Fact::Known(rs);
-        f
-    }
-
-    #[test]
-    fn points_out_every_finding_the_runbook_names() {
-        let usage = ResourceUsage::default();
-        let e = entry(
-            "eu-west-1",
-            &external(&[("Environment", "prod")], 22),
-            &[],
-            Some(&usage),
-            Some(false),
-            &InventoryPolicy::default(),
-            now(),
-        );
-        let all = e.findings.join("\n");
-        for want in
-            ["no resource uses it", "without the guard tag", "only 3 of 25", "m0 expires on 2026-12-14", "NOT HELD"]
-        {
-            assert!(all.contains(want), "{want} missing: {all}");
-        }
-        assert_eq!(e.environment.as_deref(), Some("prod"));
-        assert_eq!(e.rotations_left, Some(3));
-        assert_eq!(e.material_age_days, Some(19));
-    }
-
-    #[test]
-    fn material_older_than_the_limit_is_due() {
-        let f = external(&[("kms-rotation-guard", "enabled"), ("LastRotationDate", "2025-06-01")], 0);
-        let mut f = f;
-        f.rotations = Fact::Known(vec![]);
-        let e = entry("eu-west-1", &f, &[], None, None, &InventoryPolicy::default(), now());
-        assert_eq!(e.findings.len(), 1, "{:?}", e.findings);
-        assert!(e.findings[0].contains("551 days old, over maxKeyAgeDays 365"), "{:?}", e.findings);
-    }
-
-    #[test]
-    fn a_guarded_used_healthy_key_has_no_finding() {
-        let mut f = external(&[("kms-rotation-guard", "enabled"), ("Environment", "dev"), ("Service", "payments")], 1);
-        f.rotations = Fact::Known(vec![]);
-        let usage = ResourceUsage {
-            rows: vec![super::super::usage::UsageRow {
-                account: "2".into(),
-                region: "eu-west-1".into(),
-                resource_type: "AWS::S3::Bucket".into(),
-                resource_id: "b".into(),
-                key_arn: Some(f.key_arn.clone()),
-                key_reference: None,
-            }],
-            ..Default::default()
-        };
-        let e =
-            entry("eu-west-1", &f, &["alias/dev".into()], Some(&usage), Some(true), &InventoryPolicy::default(), now());
-        assert!(e.findings.is_empty(), "{:?}", e.findings);
-        assert_eq!(e.service.as_deref(), Some("payments"));
-        assert_eq!(e.resources.unwrap().len(), 1);
-        assert_eq!(e.rotations_left, Some(25));
-    }
-
-    #[test]
-    fn custom_key_store_is_pointed_out_and_values_from_aws_are_escaped_in_html() {
-        let mut f = KeyFacts::new("k2", "111111111111", "AWS_CLOUDHSM");
-        f.tags = Fact::Known([("Environment".to_string(), "<script>x</script>".to_string())].into());
-        let e = entry("eu-west-1", &f, &[], None, None, &InventoryPolicy::default(), now());
-        assert!(e.findings.iter().any(|x| x.contains("custom key store")));
-        let inv = Inventory {
-            account: "111111111111".into(),
-            regions: vec!["eu-west-1".into()],
-            generated: now(),
-            resources_from: None,
-            keys: vec![e],
-            unread: vec![],
-            scan_blind_spots: vec![],
-        };
-        let page = html(&inv);
-        assert!(!page.contains("<script>x"), "AWS values must be escaped");
-        assert!(page.contains(&crate::audit::sha256_hex(json(&inv).as_bytes())));
-        assert!(table(&inv).contains("custom key store"));
-    }
-}
+mod tests;
