@@ -73,8 +73,12 @@ fn params() -> RuleParams {
     RuleParams { key_reader_role_name: Some(READER_ROLE.into()), ..RuleParams::default() }
 }
 
+/// One row's verdict as two scans are compared: (account, region, type, id, key ARN,
+/// compliance, annotation).
+type Verdict = (String, String, String, String, Option<String>, String, String);
+
 /// What a verdict is, for comparing two scans.
-fn verdicts(scan: &EstateScan) -> Vec<(String, String, String, String, Option<String>, String, String)> {
+fn verdicts(scan: &EstateScan) -> Vec<Verdict> {
     scan.rows
         .iter()
         .map(|r| {
