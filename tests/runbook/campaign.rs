@@ -90,6 +90,11 @@ async fn waves_dev_int_prod_with_the_change_id_and_a_resumed_run_rotates_nothing
     for k in &keys {
         assert_eq!(tags_of(&aws, k).await.get(CHANGE_ID_TAG).map(String::as_str), Some("CHG-100"));
     }
+    // Each soak lasts its full time from the wave's start (CloudTrail's lookback is earlier).
+    for w in &r.waves {
+        let s = w.soak.as_ref().expect("every wave rotated a key, so every wave soaks");
+        assert_eq!((s.from, s.until - s.from), (w.started, c.soak), "wave {}", w.name);
+    }
     let record = r.waves[0].keys[0].record.as_ref().unwrap();
     assert_eq!(record.change_id.as_deref(), Some("CHG-100"));
     assert!(serde_json::to_string(record).unwrap().contains("\"changeId\":\"CHG-100\""));
@@ -140,8 +145,8 @@ async fn a_failure_in_the_soak_stops_before_the_next_wave() {
         &soon,
     ));
     let mut c = settings(false);
-    // The wave's watch starts a minute before the wave (clock slack): 90 s soak = 30 s after it.
-    c.soak = Duration::seconds(90);
+    // CloudTrail is read from a minute before the wave (clock slack); the soak lasts 30 s.
+    c.soak = Duration::seconds(30);
     let r = run_campaign(&aws, &c, "CHG-200").await;
     let stopped = r.stopped.as_ref().expect("stopped");
     assert_eq!(stopped.wave, "dev");

@@ -283,8 +283,9 @@ pub async fn run(
             say(&format!("  asked Config to re-evaluate {}", campaign.reevaluate.join(", ")));
         }
         if !watch.is_empty() {
-            let from = earliest.map(|e| e.min(w.started)).unwrap_or(w.started) - Duration::minutes(1);
-            let soak = soak(aws, &watch, from, campaign, say).await?;
+            // The soak runs from the wave's first rotation (a resumed run's earlier one counts).
+            let since = earliest.map(|e| e.min(w.started)).unwrap_or(w.started);
+            let soak = soak(aws, &watch, since, campaign, say).await?;
             let failed = !soak.failures.is_empty();
             w.soak = Some(soak);
             if failed {
@@ -308,23 +309,26 @@ pub async fn run(
     Ok(report)
 }
 
-/// Watches `keys` from `from` until the soak time has passed since then, polling CloudTrail;
+/// Watches `keys` from `since` until the soak time has passed since then, polling CloudTrail;
 /// returns at the first failure. A soak that has already passed (a resumed run) is one check.
 async fn soak(
     aws: &Aws,
     keys: &[String],
-    from: DateTime<Utc>,
+    since: DateTime<Utc>,
     campaign: &Campaign,
     say: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<SoakReport, RunbookError> {
-    let until = from + campaign.soak;
-    let mut report = SoakReport { from, until, keys: keys.to_vec(), checks: 0, failures: Vec::new() };
+    // CloudTrail is read from a minute before the soak began, so a failure in the moment of the
+    // rotation counts whatever the clocks; the soak itself lasts its full time from `since`.
+    let lookback = since - Duration::minutes(1);
+    let until = since + campaign.soak;
+    let mut report = SoakReport { from: since, until, keys: keys.to_vec(), checks: 0, failures: Vec::new() };
     say(&format!("  soaking until {} while watching {} key(s)", stamp(until), keys.len()));
     loop {
         let now = Utc::now();
         report.checks += 1;
         for k in keys {
-            let found = trail::failures(aws, k, from, now).await?;
+            let found = trail::failures(aws, k, lookback, now).await?;
             if !found.is_empty() {
                 report.failures = found;
                 return Ok(report);
