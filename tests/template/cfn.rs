@@ -16,6 +16,8 @@ pub(crate) const ORG: &str = "o-abcdefghij";
 pub(crate) struct Cfn<'a> {
     pub(crate) t: &'a Value,
     pub(crate) params: BTreeMap<String, Value>,
+    /// AWS::Region (REGION unless `in_region` says otherwise).
+    pub(crate) region: String,
 }
 
 impl<'a> Cfn<'a> {
@@ -38,13 +40,19 @@ impl<'a> Cfn<'a> {
         for (n, _) in overrides {
             assert!(params.contains_key(*n), "no parameter {n}");
         }
-        Cfn { t, params }
+        Cfn { t, params, region: REGION.into() }
+    }
+
+    /// The same deployment in another Region.
+    pub(crate) fn in_region(mut self, region: &str) -> Self {
+        self.region = region.into();
+        self
     }
 
     pub(crate) fn var(&self, name: &str) -> Value {
         match name {
             "AWS::Partition" => Value::String("aws".into()),
-            "AWS::Region" => Value::String(REGION.into()),
+            "AWS::Region" => Value::String(self.region.clone()),
             "AWS::AccountId" => Value::String(ACCOUNT.into()),
             "AWS::NoValue" => Value::String(NO_VALUE.into()),
             _ => {
@@ -73,6 +81,8 @@ impl<'a> Cfn<'a> {
             "And" => args.iter().all(|a| self.truth(a)),
             "Or" => args.iter().any(|a| self.truth(a)),
             "Condition" => self.condition(inner.as_str().unwrap()),
+            // (Rules only.)
+            "Contains" => seq(&self.eval(&args[0])).contains(&self.eval(&args[1])),
             "EachMemberEquals" => {
                 let list = self.eval(&args[0]);
                 let want = self.eval(&args[1]);
@@ -97,7 +107,7 @@ impl<'a> Cfn<'a> {
                     if attr == "DnsEntries" {
                         // An interface endpoint's DNS entries: "<hosted zone>:<name>", the
                         // endpoint's own regional name first.
-                        let name = format!("vpce-{}.{REGION}.vpce.amazonaws.com", id.to_ascii_lowercase());
+                        let name = format!("vpce-{}.{}.vpce.amazonaws.com", id.to_ascii_lowercase(), self.region);
                         return Value::Sequence(vec![Value::String(format!("Z7HUB22UULQXV:{name}"))]);
                     }
                     Value::String(format!("{id}.{attr}"))

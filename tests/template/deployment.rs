@@ -3,7 +3,7 @@
 //! deploy, inputs are checked, and the organization variant enters member accounts of its organization only.
 
 use crate::cfn::*;
-use crate::network::failed_rules;
+use crate::network::{failed_rules, failed_rules_in};
 use crate::support::*;
 
 /// Every `Principal` of every policy document in an evaluated template, with where it is.
@@ -89,13 +89,17 @@ fn the_organization_variant_needs_the_organization_and_enters_only_its_accounts(
     assert!(failed_rules(&w, &[("SecurityAccountId", "111111111111")]).is_empty(), "the account variant deploys");
     // The account variant: Config may invoke the evaluators only for this account.
     let account = Cfn::new(&w, &[("SecurityAccountId", "111111111111")]);
-    for (id, p) in account.resources_of_type("AWS::Lambda::Permission") {
+    let permissions = account.resources_of_type("AWS::Lambda::Permission");
+    assert_eq!(permissions.len(), 3, "one per evaluator");
+    for (id, p) in permissions {
         assert_eq!(p["Properties"]["Principal"].as_str(), Some("config.amazonaws.com"), "{id}");
         assert_eq!(p["Properties"]["SourceAccount"].as_str(), Some(ACCOUNT), "{id}");
     }
+    assert!(account.resources_of_type("AWS::Lambda::ResourcePolicy").is_empty());
     // The organization variant: the boundary is the member role, which each evaluator may
     // assume only in accounts of the organization, and which it assumes before reading anything.
     let cfn = Cfn::new(&w, &with_org);
+    organization_config_only_invokes(&cfn);
     for role in ["RdsRuleRole", "DynamoDbRuleRole", "S3RuleRole"] {
         let assume: Vec<Value> = cfn
             .role_statements(role)
@@ -156,4 +160,87 @@ fn account_ids_and_the_organization_are_checked() {
     assert!(org["Default"].is_null(), "OrganizationId is required: the key reader and the bus trust the organization");
     let got = matches(org["AllowedPattern"].as_str().unwrap(), &["o-abcdefghij", "", "o-ABC", "r-abcd"]);
     assert_eq!(got, [true, false, false, false]);
+}
+
+/// The organization variant admits Config for the organization's accounts only: no
+/// AddPermission grant (it cannot name an organization for a service principal, so it
+/// would admit any account's Config), and each evaluator's resource policy allows
+/// config.amazonaws.com with aws:SourceOrgID = the organization and nothing else.
+fn organization_config_only_invokes(cfn: &Cfn) {
+    assert!(cfn.resources_of_type("AWS::Lambda::Permission").is_empty(), "no grant without the organization");
+    let policies = cfn.resources_of_type("AWS::Lambda::ResourcePolicy");
+    let functions: BTreeSet<String> =
+        policies.iter().map(|(_, p)| p["Properties"]["ResourceArn"].as_str().unwrap().to_string()).collect();
+    let want: BTreeSet<String> =
+        ["RdsRuleFunction.Arn", "DynamoDbRuleFunction.Arn", "S3RuleFunction.Arn"].map(String::from).into();
+    assert_eq!(functions, want, "one policy per evaluator");
+    for (id, p) in &policies {
+        let statements = seq(&p["Properties"]["PolicyDocument"]["Statement"]);
+        assert_eq!(statements.len(), 1, "{id}");
+        let st = &statements[0];
+        assert_eq!(st["Effect"].as_str(), Some("Allow"), "{id}");
+        assert_eq!(st["Principal"]["Service"].as_str(), Some("config.amazonaws.com"), "{id}");
+        assert_eq!(actions_of(st), vec!["lambda:InvokeFunction".to_string()], "{id}");
+        assert_eq!(st["Resource"], p["Properties"]["ResourceArn"], "{id}: its own function only");
+        let condition = st["Condition"].as_mapping().expect("a condition");
+        assert_eq!(condition.len(), 1, "{id}");
+        let equals = st["Condition"]["StringEquals"].as_mapping().expect("StringEquals");
+        assert_eq!(equals.len(), 1, "{id}");
+        assert_eq!(st["Condition"]["StringEquals"]["aws:SourceOrgID"].as_str(), Some(ORG), "{id}");
+    }
+    // Each organization rule waits for its function's policy: Config checks that it may
+    // invoke the function when the rule is created.
+    for (rule, policy) in [
+        ("RdsOrganizationRule", "RdsRuleOrganizationInvokePolicy"),
+        ("DynamoDbOrganizationRule", "DynamoDbRuleOrganizationInvokePolicy"),
+        ("S3OrganizationRule", "S3RuleOrganizationInvokePolicy"),
+    ] {
+        assert!(cfn.active(resource(cfn.t, rule)), "{rule}");
+        assert_eq!(resource(cfn.t, rule)["DependsOn"].as_str(), Some(policy), "{rule}");
+    }
+}
+
+/// CloudFormation has AWS::Lambda::ResourcePolicy in a few Regions only. The organization
+/// variant is refused elsewhere (never the weaker grant), and the template's Region list is
+/// exactly the Regions where cfn-lint's schemas have the type, so a cfn-lint upgrade that
+/// adds Regions fails here until the list follows.
+#[test]
+fn the_organization_variant_deploys_only_where_cloudformation_has_the_resource_policy() {
+    let w = template(WORKLOAD_TEMPLATE);
+    let org = [("SecurityAccountId", "111111111111"), ("DeployToOrganization", "true"), ("OrganizationId", ORG)];
+    let probe = "Resources:\n  P:\n    Type: AWS::Lambda::ResourcePolicy\n    Properties:\n      ResourceArn: arn:aws:lambda:eu-west-1:111111111111:function:x\n      PolicyDocument: {}\n";
+    let path = std::env::temp_dir().join(format!("krg-resource-policy-probe-{}.yaml", std::process::id()));
+    std::fs::write(&path, probe).unwrap();
+    let out = Command::new(root().join(".tools/venv/bin/cfn-lint"))
+        .args(["--regions", "ALL_REGIONS", "--format", "parseable", "--"])
+        .arg(&path)
+        .output()
+        .expect("cfn-lint (scripts/setup installs it)");
+    std::fs::remove_file(&path).ok();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let missing: BTreeSet<String> = text
+        .lines()
+        .filter(|l| l.contains("E3006"))
+        .filter_map(|l| l.rsplit("does not exist in '").next()?.strip_suffix('\'').map(String::from))
+        .collect();
+    assert!(missing.len() > 10, "cfn-lint named the Regions without the type: {text}");
+    let all = Command::new(root().join(".tools/venv/bin/python"))
+        .args(["-c", "import cfnlint.helpers as h; print('\\n'.join(h.REGIONS))"])
+        .output()
+        .unwrap();
+    let all: BTreeSet<String> = String::from_utf8_lossy(&all.stdout).lines().map(String::from).collect();
+    assert!(all.len() > missing.len(), "{all:?}");
+    let offered: BTreeSet<String> = all.difference(&missing).cloned().collect();
+    let deployable: BTreeSet<String> =
+        all.iter().filter(|r| failed_rules_in(&w, &org, r).is_empty()).cloned().collect();
+    assert_eq!(deployable, offered, "the organization variant deploys exactly where the resource policy exists");
+    for region in &all {
+        let cfn = Cfn::new(&w, &org).in_region(region);
+        assert_eq!(cfn.condition("DeployToOrganization"), offered.contains(region), "{region}");
+        assert!(!cfn.condition("DeployToAccount"), "{region}: never the account variant instead");
+    }
+    let refused = failed_rules_in(&w, &org, "us-east-1");
+    assert!(refused.iter().any(|r| r.contains("deploy the account variant")), "{refused:?}");
+    // The account variant deploys everywhere this rule is concerned.
+    assert!(failed_rules_in(&w, &[org[0]], "us-east-1").is_empty());
 }

@@ -160,7 +160,12 @@ fn the_hsm_layer_is_this_accounts_and_code_signing_is_enforced_when_asked() {
 
 /// The Rules section's assertions that fail for these parameters (their descriptions).
 pub(crate) fn failed_rules(t: &Value, overrides: &[(&str, &str)]) -> Vec<String> {
-    let cfn = Cfn::new(t, overrides);
+    failed_rules_in(t, overrides, REGION)
+}
+
+/// `failed_rules` for a deployment in `region`.
+pub(crate) fn failed_rules_in(t: &Value, overrides: &[(&str, &str)], region: &str) -> Vec<String> {
+    let cfn = Cfn::new(t, overrides).in_region(region);
     let mut failed = Vec::new();
     for (name, rule) in t["Rules"].as_mapping().into_iter().flatten() {
         let applies = rule["RuleCondition"].is_null() || cfn.truth(&rule["RuleCondition"]);

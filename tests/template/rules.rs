@@ -1,5 +1,6 @@
 //! The functions' binaries and rules/ ↔ template.yaml.
 
+use crate::cfn::{Cfn, ORG, REGION};
 use crate::support::*;
 
 // ---------------------------------------------------------------------------------------
@@ -152,16 +153,19 @@ fn rules_agree_with_template() {
             .find(|(_, o)| o["Properties"]["OrganizationConfigRuleName"].as_str() == Some(&rule.name))
             .unwrap_or_else(|| panic!("{ctx}: no OrganizationConfigRule named {}", rule.name));
         let org_cond = o["Condition"].as_str().unwrap_or_else(|| panic!("{ctx}: {oid} needs a Condition"));
-        let negation = |a: &str, b: &str| -> bool {
-            let def = &t["Conditions"][a];
-            matches!(intrinsic(def), Some((n, inner)) if n == "Not"
-                && seq(inner).len() == 1
-                && matches!(intrinsic(&seq(inner)[0]), Some((c, name)) if c == "Condition" && name.as_str() == Some(b)))
-        };
-        assert!(
-            negation(account_cond, org_cond) || negation(org_cond, account_cond),
-            "{ctx}: conditions {account_cond} and {org_cond} must be each other's negation"
-        );
+        // Wherever the template's Rules let a stack deploy, exactly one of the two exists.
+        for (variant, region) in [("true", REGION), ("false", REGION), ("true", "us-east-1"), ("false", "us-east-1")] {
+            let params =
+                [("SecurityAccountId", "111111111111"), ("DeployToOrganization", variant), ("OrganizationId", ORG)];
+            if !crate::network::failed_rules_in(&t, &params, region).is_empty() {
+                continue;
+            }
+            let cfn = Cfn::new(&t, &params).in_region(region);
+            assert!(
+                cfn.condition(account_cond) != cfn.condition(org_cond),
+                "{ctx}: DeployToOrganization={variant} in {region}: exactly one of {id} and {oid}"
+            );
+        }
         let m = &o["Properties"]["OrganizationCustomRuleMetadata"];
         assert_eq!(
             get_att(&m["LambdaFunctionArn"]),
