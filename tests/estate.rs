@@ -7,6 +7,8 @@
 //!   both Regions, names the role, and makes the scan incomplete, without stopping it.
 //! - The aggregator path (SelectAggregateResourceConfig, which moto lacks: an AWS-shaped
 //!   endpoint answers it from the same moto estate) gives the same verdicts.
+//! - An opt-in Region the members have not enabled (AWS's own refusals, through the fault
+//!   proxy) is "not scanned", says why once, and makes the scan incomplete.
 
 mod common;
 
@@ -315,4 +317,66 @@ async fn the_aggregator_gives_the_verdicts_of_the_assume_role_scan() {
             3
         );
     }
+}
+
+/// An opt-in Region the members have not enabled: AWS refuses their credentials there with
+/// "The security token included in the request is invalid", as UnrecognizedClientException
+/// on JSON services (DynamoDB) and InvalidClientTokenId on query services (RDS). Injected
+/// through the fault proxy for requests signed for ap-east-1 (moto serves every Region).
+/// The coverage says so once per account, the enabled Region is judged, and the scan is
+/// incomplete. (S3 is left out: its answer in a disabled Region is not documented.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_in_region_not_enabled_is_not_scanned_and_says_why() {
+    const DISABLED: &str = "ap-east-1";
+    let moto = Moto::start();
+    let accounts = members(2);
+    seed_estate(&moto, &accounts).await;
+    let invalid = "The security token included in the request is invalid.";
+    let proxy = AnsweringProxy::start(
+        moto.port,
+        &json!([
+            {
+                "match": ["DynamoDB_20120810.ListTables"],
+                "region": DISABLED,
+                "status": 400,
+                "content_type": "application/x-amz-json-1.0",
+                "error_type": "UnrecognizedClientException",
+                "body": json!({"__type": "com.amazon.coral.service#UnrecognizedClientException", "message": invalid}).to_string(),
+            },
+            {
+                "match": ["Action=DescribeDB"],
+                "region": DISABLED,
+                "status": 403,
+                "content_type": "text/xml",
+                "body": format!("<ErrorResponse xmlns=\"http://rds.amazonaws.com/doc/2014-10-31/\"><Error><Type>Sender</Type>\
+                    <Code>InvalidClientTokenId</Code><Message>{invalid}</Message></Error>\
+                    <RequestId>0e0bcb5b-7bd6-4b1e-9a1c-5d6b7c0a6f21</RequestId></ErrorResponse>"),
+            },
+        ]),
+    );
+    let (aws, _counter) = workload(&proxy.endpoint).await;
+    let spec = EstateSpec {
+        regions: vec!["eu-west-1".into(), DISABLED.into()],
+        resource_types: vec![ResourceType::RdsDbInstance, ResourceType::RdsDbCluster, ResourceType::DynamoDbTable],
+        ..spec(accounts.clone())
+    };
+    let scan = estate::scan(&aws, &spec, &params(), days_from_now(1), &|_| {}).await.unwrap();
+
+    assert_eq!(scan.coverage.len(), 4);
+    for c in &scan.coverage {
+        if c.region == DISABLED {
+            assert_eq!((c.status, c.resources), (CoverageStatus::NotScanned, 0), "{c:?}");
+            let why = c.reason.as_deref().unwrap();
+            assert!(why.starts_with("opt-in Region ap-east-1 is not enabled for this account ("), "{why}");
+            assert_eq!(why.matches("opt-in Region").count(), 1, "said once: {why}");
+            assert!(why.contains(invalid), "{why}");
+        } else {
+            assert_eq!((c.status, c.resources, c.reason.as_deref()), (CoverageStatus::Scanned, 1, None), "{c:?}");
+        }
+    }
+    assert!(proxy.answered(0) >= 2 && proxy.answered(1) >= 2, "both services refused in both members");
+    assert!(!scan.complete(), "a Region that could not be read makes the scan incomplete");
+    let judged: Vec<_> = scan.rows.iter().map(|r| (r.account.as_str(), r.region.as_str())).collect();
+    assert_eq!(judged.len(), 2, "the two members' tables in eu-west-1: {judged:?}");
+    assert!(judged.iter().all(|(_, r)| *r == "eu-west-1"));
 }

@@ -29,7 +29,8 @@ random fault: each entry is {"match": [substrings that must all occur in the X-A
 path or body], "status": 403, "content_type": "application/xml", "body": "<Error>...",
 "error_type": optional x-amzn-ErrorType header}, or {"match": [...], "patch": {...}} to let the
 request through and deep-merge `patch` into its JSON response (a date the emulator cannot
-set, a field it does not return). Tests put AWS's own error bodies here
+set, a field it does not return). An entry with "region" answers only requests signed for
+that Region (an opt-in Region the account has not enabled). Tests put AWS's own error bodies here
 (a bucket policy denying s3:GetEncryptionConfiguration, a DynamoDB resource policy denying
 DescribeTable, KMS's UnsupportedOperationException for a key in a custom key store), which
 moto never produces. Counts by entry index go to `stats_file` under "aws_errors". `fault_kinds` (comma-separated) restricts the choice, or adds `bare404` / `bare403`
@@ -174,10 +175,17 @@ class FaultInjector:
             [flow.request.headers.get("X-Amz-Target", ""), flow.request.path, flow.request.get_text(strict=False) or ""]
         )
 
+    @staticmethod
+    def in_region(flow: http.HTTPFlow, r: dict) -> bool:
+        """An entry's optional "region": the request is signed for that Region (the SigV4
+        credential scope, Credential=<key>/<date>/<region>/<service>/aws4_request)."""
+        region = r.get("region")
+        return not region or f"/{region}/" in flow.request.headers.get("Authorization", "")
+
     def named_error(self, flow: http.HTTPFlow):
         where = self.where(flow)
         for i, r in enumerate(self.aws_errors):
-            if "patch" not in r and all(m in where for m in r["match"]):
+            if "patch" not in r and self.in_region(flow, r) and all(m in where for m in r["match"]):
                 headers = {"Content-Type": r.get("content_type", "application/xml"), "x-amzn-RequestId": "fault-proxy"}
                 if r.get("error_type"):
                     headers["x-amzn-ErrorType"] = r["error_type"]
@@ -189,7 +197,7 @@ class FaultInjector:
     def response(self, flow: http.HTTPFlow):
         where = self.where(flow)
         for i, r in enumerate(self.aws_errors):
-            if "patch" in r and flow.response is not None and all(m in where for m in r["match"]):
+            if "patch" in r and flow.response is not None and self.in_region(flow, r) and all(m in where for m in r["match"]):
                 body = json.loads(flow.response.get_text(strict=False) or "{}")
                 merge(body, r["patch"])
                 flow.response.set_text(json.dumps(body))

@@ -179,11 +179,21 @@ async fn scan_unit(
         families.iter().map(|(_, types)| handler::enumerate_each(acting, types, &home, &push)),
     )
     .await;
-    let failures: Vec<String> = enumerated
+    let failures: Vec<(&str, String)> = enumerated
         .iter()
         .zip(&families)
-        .filter_map(|(r, (name, _))| r.as_ref().err().map(|e| format!("{name}: {}", reason(region, e))))
+        .filter_map(|(r, (name, _))| r.as_ref().err().map(|e| (*name, reason(region, e))))
         .collect();
+    // A Region the account has not enabled refuses every family alike: say so once.
+    let why = match failures.as_slice() {
+        [] => None,
+        [(_, first), ..]
+            if failures.len() == families.len() && failures.iter().all(|(_, r)| r.starts_with("opt-in Region")) =>
+        {
+            Some(first.clone())
+        }
+        _ => Some(failures.iter().map(|(name, r)| format!("{name}: {r}")).collect::<Vec<_>>().join("; ")),
+    };
     let resources = resources.into_inner().expect("resource list poisoned");
     let count = resources.len();
     let judged: Vec<Result<Assessment, (Resource, Error)>> = futures_util::stream::iter(resources)
@@ -231,7 +241,7 @@ async fn scan_unit(
             account: account.to_string(),
             region: region.to_string(),
             status,
-            reason: (!failures.is_empty()).then(|| failures.join("; ")),
+            reason: why,
             resources: count,
         },
     }
