@@ -123,7 +123,12 @@ async fn demo(opts: &DemoArgs) -> anyhow::Result<DemoReport> {
         .env("GATEWAY_LISTEN", format!("127.0.0.1:{ls_port}"))
         .env("SERVICES", "kms,sts")
         .env("FILESYSTEM_ROOT", tmp.join("localstack"))
-        .env("LOCALSTACK_CLI", "0");
+        .env("LOCALSTACK_CLI", "0")
+        // No DNS server: where one answers LocalStack binds port 53 and rewrites
+        // /etc/resolv.conf, which nothing restores after the SIGKILL that stops it. And a
+        // local certificate instead of a download (the demo speaks plain HTTP).
+        .env("DNS_ADDRESS", "0")
+        .env("SKIP_SSL_CERT_DOWNLOAD", "1");
     let localstack = start("LocalStack", ls, ls_port, "/_localstack/health")?;
     let security = Aws::new(sdk(&localstack.endpoint).await);
 
