@@ -16,9 +16,10 @@ mod keys;
 use std::collections::BTreeMap;
 
 use chrono::SecondsFormat;
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, PreEscaped, DOCTYPE};
 
 use super::{export, CoverageStatus, EstateScan, ScanHeader};
+use crate::audit::html::parts::{badge, rule_parameters, severity, verdict_cards, verdict_class};
 use crate::audit::html::{CSS, JS};
 use crate::audit::{sha256_hex, AuditRow};
 use crate::params::RuleParams;
@@ -39,26 +40,6 @@ span.cov.not-scanned{background:#fef3f2;color:#b42318}
 
 const SERVICES: [(&str, &str); 3] =
     [("RDS", "AWS::RDS::"), ("DynamoDB", "AWS::DynamoDB::Table"), ("S3", "AWS::S3::Bucket")];
-
-fn severity(c: Compliance) -> u8 {
-    match c {
-        Compliance::NonCompliant => 2,
-        Compliance::Compliant => 1,
-        Compliance::NotApplicable => 0,
-    }
-}
-
-fn verdict_class(c: Compliance) -> &'static str {
-    match c {
-        Compliance::Compliant => "ok",
-        Compliance::NonCompliant => "bad",
-        Compliance::NotApplicable => "na",
-    }
-}
-
-fn badge(c: Compliance) -> Markup {
-    html! { span class={ "badge " (verdict_class(c)) } { (c.as_str()) } }
-}
 
 /// One account's line of the summary.
 struct AccountView<'a> {
@@ -178,10 +159,7 @@ pub fn render(header: &ScanHeader, scan: &EstateScan, params: &RuleParams, json_
                 main {
                     section.summary {
                         div.cards {
-                            div.card.bad { span.n id="count-NON_COMPLIANT" { (bad) } span.l { "NON_COMPLIANT" } }
-                            div.card.ok { span.n id="count-COMPLIANT" { (ok) } span.l { "COMPLIANT" } }
-                            div.card.na { span.n id="count-NOT_APPLICABLE" { (na) } span.l { "NOT_APPLICABLE" } }
-                            div.card.keys { span.n { (scan.keys.len()) } span.l { "KMS keys" } }
+                            (verdict_cards(ok, bad, na, scan.keys.len()))
                             div.card.keys { span.n id="count-unseen" { (unseen.len() + scan.unjudged.len()) } span.l { "not seen" } }
                         }
                         dl.meta {
@@ -190,14 +168,7 @@ pub fn render(header: &ScanHeader, scan: &EstateScan, params: &RuleParams, json_
                             dt { "Source" } dd { code { (header.source) } }
                             dt { "Scan time" } dd { time datetime=(now_arg) { (scan_time) } }
                             dt { "Rule parameters" }
-                            dd.params {
-                                code { "maxKeyAgeDays=" (p.max_key_age_days) } " "
-                                code { "rotationTagKey=" (p.rotation_tag_key) } " "
-                                code { "keyReaderRoleName=" (p.key_reader_role_name.as_deref().unwrap_or("—")) } " "
-                                code { "allowAwsManagedKeys=" (p.allow_aws_managed_keys) } " "
-                                code { "verifyTagAgainstKms=" (p.verify_tag_against_kms) } " "
-                                code { "expiryWarningDays=" (p.expiry_warning_days) }
-                            }
+                            dd.params { (rule_parameters(p)) }
                         }
                     }
                     section id="coverage" {

@@ -12,18 +12,20 @@
 mod assets;
 /// The page's style, shared with the runbook's inventory page.
 pub(crate) use assets::CSS as STYLE;
+pub(crate) mod parts;
 mod sections;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use chrono::{DateTime, SecondsFormat, Utc};
+use maud::{html, PreEscaped, DOCTYPE};
 
 use super::AuditRow;
 use crate::params::RuleParams;
 use crate::verdict::Compliance;
 // The organization page (estate::report) uses the same style and script.
 pub(crate) use assets::{CSS, JS};
+use parts::{rule_parameters, severity, verdict_cards};
 use sections::{age_chart, keys_table, resources};
 
 /// What the page says about the scan itself.
@@ -68,11 +70,7 @@ struct KeyView<'a> {
 impl KeyView<'_> {
     /// Age of the material in days, from the rotation tag, else from KMS's own record.
     fn age(&self, now: DateTime<Utc>) -> Option<(i64, &'static str)> {
-        if let Some(d) = self.first.key_age_days {
-            return Some((d, "tag"));
-        }
-        let kms = NaiveDate::parse_from_str(self.first.kms_rotation_date.as_deref()?, "%Y-%m-%d").ok()?;
-        Some(((now.date_naive() - kms).num_days().max(0), "KMS"))
+        parts::material_age(self.first, now)
     }
 
     fn label(&self) -> String {
@@ -80,14 +78,6 @@ impl KeyView<'_> {
             Some(a) => a.to_string(),
             None => short_key(&self.id),
         }
-    }
-}
-
-fn severity(c: Compliance) -> u8 {
-    match c {
-        Compliance::NonCompliant => 2,
-        Compliance::Compliant => 1,
-        Compliance::NotApplicable => 0,
     }
 }
 
@@ -118,22 +108,6 @@ fn keys(rows: &[AuditRow]) -> Vec<KeyView<'_>> {
         (std::cmp::Reverse(severity(k.verdict)), std::cmp::Reverse(k.first.key_age_days.unwrap_or(i64::MAX)), k.label())
     });
     keys
-}
-
-fn verdict_class(c: Compliance) -> &'static str {
-    match c {
-        Compliance::Compliant => "ok",
-        Compliance::NonCompliant => "bad",
-        Compliance::NotApplicable => "na",
-    }
-}
-
-fn badge(c: Compliance) -> Markup {
-    html! { span class={ "badge " (verdict_class(c)) } { (c.as_str()) } }
-}
-
-fn dash(v: Option<&str>) -> &str {
-    v.unwrap_or("—")
 }
 
 /// The whole page. `rows` are rendered in the order given within each account and service.
@@ -176,10 +150,7 @@ pub fn render(header: &ReportHeader, rows: &[AuditRow]) -> String {
                 main {
                     section.summary {
                         div.cards {
-                            div.card.bad { span.n id="count-NON_COMPLIANT" { (bad) } span.l { "NON_COMPLIANT" } }
-                            div.card.ok { span.n id="count-COMPLIANT" { (ok) } span.l { "COMPLIANT" } }
-                            div.card.na { span.n id="count-NOT_APPLICABLE" { (na) } span.l { "NOT_APPLICABLE" } }
-                            div.card.keys { span.n { (keys.len()) } span.l { "KMS keys" } }
+                            (verdict_cards(ok, bad, na, keys.len()))
                         }
                         dl.meta {
                             dt { "Accounts scanned" } dd { (header.accounts.join(", ")) }
@@ -187,14 +158,7 @@ pub fn render(header: &ReportHeader, rows: &[AuditRow]) -> String {
                             dt { "Region" } dd { (header.region) }
                             dt { "Scan time" } dd { time datetime=(header.now_arg()) { (scan_time) } }
                             dt { "Rule parameters" }
-                            dd.params {
-                                code { "maxKeyAgeDays=" (p.max_key_age_days) } " "
-                                code { "rotationTagKey=" (p.rotation_tag_key) } " "
-                                code { "keyReaderRoleName=" (dash(p.key_reader_role_name.as_deref())) } " "
-                                code { "allowAwsManagedKeys=" (p.allow_aws_managed_keys) } " "
-                                code { "verifyTagAgainstKms=" (p.verify_tag_against_kms) } " "
-                                code { "expiryWarningDays=" (p.expiry_warning_days) }
-                            }
+                            dd.params { (rule_parameters(p)) }
                             dt { "Tool" } dd { "kms-rotation-guard " (header.tool_version) }
                         }
                     }

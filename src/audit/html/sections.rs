@@ -1,69 +1,35 @@
-//! The sections of the page: the key-age picture (inline SVG, no script needed), the keys
-//! table and the resources table. Every value from AWS is escaped by maud.
+//! The sections of the page: the key-age picture (drawn by `parts`), the keys table and
+//! the resources table. Every value from AWS is escaped by maud.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use maud::{html, Markup};
 
-use super::{badge, dash, severity, short_key, verdict_class, KeyView, ReportHeader};
+use super::parts::{self, badge, dash, severity, verdict_class, Bar, ACCOUNT_CHART};
+use super::{short_key, KeyView, ReportHeader};
 use crate::audit::AuditRow;
 use crate::verdict::Compliance;
 
-const BAR_H: u32 = 30;
-
+/// The key-age chart of the keys on this page (`parts::age_chart`), each bar saying when
+/// its key is due.
 pub(super) fn age_chart(keys: &[KeyView], header: &ReportHeader) -> Markup {
-    let limit = header.params.max_key_age_days.max(1);
-    let mut bars: Vec<(&KeyView, Option<(i64, &str)>)> = keys.iter().map(|k| (k, k.age(header.scan_time))).collect();
-    // Worst first, then oldest: the stale keys head the picture.
-    bars.sort_by_key(|(k, age)| {
-        (std::cmp::Reverse(severity(k.verdict)), std::cmp::Reverse(age.map_or(i64::MAX, |a| a.0)))
-    });
-    let oldest = bars.iter().filter_map(|(_, a)| a.map(|a| a.0)).max().unwrap_or(0);
-    let scale_max = (limit as f64 * 1.25).max(oldest as f64 * 1.05);
-    let (x0, width) = (230.0, 470.0);
-    let x = |days: f64| x0 + width * (days / scale_max).min(1.0);
-    let height = 40 + BAR_H * bars.len().max(1) as u32 + 10;
-    let limit_x = x(limit as f64);
-    html! {
-        @if bars.is_empty() {
-            p.empty { "No resource uses a KMS key." }
-        } @else {
-            svg.chart viewBox={ "0 0 960 " (height) } role="img"
-                aria-label="Key material age per key against the maximum age" {
-                @for i in 0..=4 {
-                    @let days = scale_max * f64::from(i) / 4.0;
-                    line.grid x1=(x(days)) x2=(x(days)) y1="28" y2=(height - 10) {}
-                    text.axis x=(x(days)) y="20" text-anchor="middle" { (days.round() as i64) "d" }
-                }
-                @for (i, (k, age)) in bars.iter().enumerate() {
-                    @let y = 34 + BAR_H * i as u32;
-                    g.bar data-key=(k.id) data-verdict=(k.verdict.as_str()) {
-                        title { (k.label()) " — " (k.id) " — " (k.verdict.as_str()) }
-                        text.label x=(x0 - 10.0) y=(y + 15) text-anchor="end" { (truncate(&k.label(), 30)) }
-                        @match age {
-                            Some((days, source)) => {
-                                rect class={ "fill " (verdict_class(k.verdict)) } x=(x0) y=(y + 3) rx="3"
-                                    width=(format!("{:.1}", (x(*days as f64) - x0).max(2.0))) height=(BAR_H - 10) {}
-                                text.value x=(x(*days as f64) + 6.0) y=(y + 15) {
-                                    (days) "d"
-                                    @if *source == "KMS" { " per KMS (no valid rotation tag)" }
-                                }
-                            }
-                            None => {
-                                rect.unknown x=(x0) y=(y + 3) rx="3" width=(width) height=(BAR_H - 10) {}
-                                text.value x=(x0 + 8.0) y=(y + 15) { "age unknown: no rotation date" }
-                            }
-                        }
-                        @let due = due_text(k, header.scan_time);
-                        text class={ "due" @if due.starts_with("overdue") { " overdue" } } x="950" y=(y + 15) text-anchor="end" { (due) }
-                    }
-                }
-                line.limit x1=(limit_x) x2=(limit_x) y1="26" y2=(height - 6) {}
-                text.limit x=(limit_x) y="9" text-anchor="middle" { "max " (limit) "d" }
+    let bars = keys
+        .iter()
+        .map(|k| {
+            let note = due_text(k, header.scan_time);
+            Bar {
+                key: k.id.clone(),
+                label: k.label(),
+                verdict: k.verdict,
+                age: k.age(header.scan_time),
+                overdue: note.starts_with("overdue"),
+                note,
+                usage: None,
             }
-        }
-    }
+        })
+        .collect();
+    parts::age_chart(bars, header.params.max_key_age_days, &ACCOUNT_CHART)
 }
 
 fn due_text(k: &KeyView, now: DateTime<Utc>) -> String {
@@ -73,14 +39,6 @@ fn due_text(k: &KeyView, now: DateTime<Utc>) -> String {
             _ => format!("next due {due}"),
         },
         None => "next due: unknown".into(),
-    }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n - 1).chain(['…']).collect()
     }
 }
 
