@@ -48,6 +48,14 @@ pub async fn run_rule(rule: Rule) -> Result<(), lambda_runtime::Error> {
     crate::aws::prefer_single_ca_bundle();
     crate::logging::init_json();
     let aws = Arc::new(Aws::from_env().await);
+    // Keys' tags and rotations kept across warm invocations (key::cache); 0 turns it off.
+    let ttl = match std::env::var("KRG_KEY_FACTS_TTL_SECONDS") {
+        Err(_) => crate::key::cache::DEFAULT_TTL,
+        Ok(v) => v.trim().parse::<u64>().map(std::time::Duration::from_secs).map_err(|_| {
+            format!("KRG_KEY_FACTS_TTL_SECONDS must be a whole number of seconds (0 turns the cache off), not {v:?}")
+        })?,
+    };
+    crate::key::cache::enable_for_process(ttl);
     // Organization variant (template.yaml): the one role this function enters member
     // accounts with. Member credentials are cached in `aws` across warm invocations.
     let execution_role: Option<Arc<str>> =

@@ -249,7 +249,9 @@ struct Keys<'a> {
 
 impl<'a> Keys<'a> {
     fn reader(&self, params: &'a RuleParams) -> KeyReader<'a> {
-        let reader = KeyReader::new(self.aws, params, self.account);
+        // A warm rule Lambda keeps keys' tags and rotations across invocations (key::cache):
+        // an organization's members read each key about once, not once each.
+        let reader = KeyReader::new(self.aws, params, self.account).keeping(crate::key::cache::process());
         if !std::ptr::eq(self.aws, self.acting) {
             reader.read_account_with(self.account, self.acting.kms().clone());
         }

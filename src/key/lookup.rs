@@ -11,6 +11,7 @@ use aws_sdk_kms::types::{IncludeKeyMaterial, KeyManagerType};
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::{OnceCell, Semaphore};
 
+use super::cache::{FactsCache, Scope};
 use super::facts::{AutoRotation, Denial, Fact, KeyFacts, KeyLookup, KeyManager, Rotation};
 use super::reference::{partition_of, Home, KeyRef};
 use crate::aws::{classify, to_chrono, Aws, FailureKind};
@@ -39,6 +40,8 @@ pub struct KeyReader<'a> {
     by_key: Mutex<HashMap<String, Arc<OnceCell<KeyFacts>>>>,
     /// Keys read at once, across every caller.
     in_flight: Semaphore,
+    /// Tags and rotations kept across invocations of a warm rule Lambda (`key::cache`).
+    kept: Option<&'static FactsCache>,
 }
 
 impl<'a> KeyReader<'a> {
@@ -52,6 +55,25 @@ impl<'a> KeyReader<'a> {
             by_reference: Mutex::new(HashMap::new()),
             by_key: Mutex::new(HashMap::new()),
             in_flight: Semaphore::new(CONCURRENCY),
+            kept: None,
+        }
+    }
+
+    /// Serves a key's tags and rotations from `cache` while DescribeKey says the key is
+    /// unchanged (see `key::cache` for when they are kept and for how long).
+    pub fn keeping(mut self, cache: Option<&'static FactsCache>) -> Self {
+        self.kept = cache;
+        self
+    }
+
+    fn scope_of(&self, f: &KeyFacts) -> Scope {
+        let local = self.is_local(&f.account);
+        let partition = f.key_arn.split(':').nth(1).unwrap_or("aws");
+        Scope {
+            key_arn: f.key_arn.clone(),
+            reader_role: if local { None } else { self.reader_role_arn(&f.account, partition) },
+            local,
+            verify_tag_against_kms: self.params.verify_tag_against_kms,
         }
     }
 
@@ -88,8 +110,24 @@ impl<'a> KeyReader<'a> {
                 };
                 let facts = key_cell
                     .get_or_try_init(|| async {
+                        let Some(cache) = self.kept else {
+                            let _permit = self.in_flight.acquire().await.expect("semaphore closed");
+                            return self.complete(*f).await;
+                        };
+                        let scope = self.scope_of(&f);
+                        if let Some(kept) = cache.get(&scope, &f) {
+                            return Ok(kept);
+                        }
+                        let filling = cache.fill_lock(&scope);
+                        let _one_reader = filling.lock().await;
+                        if let Some(kept) = cache.get(&scope, &f) {
+                            return Ok(kept);
+                        }
+                        let described = (*f).clone();
                         let _permit = self.in_flight.acquire().await.expect("semaphore closed");
-                        self.complete(*f).await
+                        let completed = self.complete(*f).await?;
+                        cache.put(scope, described, &completed, chrono::Utc::now());
+                        Ok(completed)
                     })
                     .await?;
                 Ok(Arc::new(KeyLookup::Found(Box::new(facts.clone()))))
