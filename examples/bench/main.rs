@@ -29,6 +29,7 @@ mod cold_start;
 mod emulators;
 mod estate;
 mod figures;
+mod material;
 mod organization;
 mod sweep;
 
