@@ -244,3 +244,16 @@ fn the_organization_variant_deploys_only_where_cloudformation_has_the_resource_p
     // The account variant deploys everywhere this rule is concerned.
     assert!(failed_rules_in(&w, &[org[0]], "us-east-1").is_empty());
 }
+
+/// The rule functions' key facts cache (`key::cache`) is the stack's to tune or turn off:
+/// the variable the code reads comes from a parameter that allows 0.
+#[test]
+fn the_key_facts_cache_is_set_by_a_parameter_that_can_turn_it_off() {
+    let w = template(WORKLOAD_TEMPLATE);
+    let env = &w["Globals"]["Function"]["Environment"]["Variables"]["KRG_KEY_FACTS_TTL_SECONDS"];
+    assert_eq!(ref_name(env), Some("KeyFactsTtlSeconds"));
+    let p = &w["Parameters"]["KeyFactsTtlSeconds"];
+    assert_eq!((p["Type"].as_str(), p["MinValue"].as_i64()), (Some("Number"), Some(0)), "{p:?}");
+    let lambda = std::fs::read_to_string(root().join("src/lambda.rs")).unwrap();
+    assert!(lambda.contains("\"KRG_KEY_FACTS_TTL_SECONDS\""), "src/lambda.rs reads the variable the stack sets");
+}
