@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use aws_sdk_kms::types::{OriginType, Tag};
 use common::fault_proxy::AnsweringProxy;
+use common::org_events::periodic;
 use common::seed::{self, Sse};
 use common::*;
 use kms_rotation_guard::{handler, rule};
@@ -21,21 +22,8 @@ use serde_json::{json, Value};
 const MEMBERS: [&str; 3] = ["222222222222", "333333333333", "555555555555"];
 const EXECUTION_ROLE: &str = "kms-rotation-guard-member";
 
-fn periodic(account: &str) -> Value {
-    let invoking = json!({
-        "awsAccountId": account, "notificationCreationTime": chrono::Utc::now().to_rfc3339(),
-        "messageType": "ScheduledNotification", "recordVersion": "1.0",
-    });
-    let params = json!({"executionRoleName": EXECUTION_ROLE, "keyReaderRoleName": READER_ROLE});
-    json!({
-        "version": "1.0",
-        "invokingEvent": invoking.to_string(),
-        "ruleParameters": params.to_string(),
-        "resultToken": "TESTMODE",
-        "eventLeftScope": false,
-        "configRuleName": "OrgConfigRule-kms-rotation-s3-k2x4",
-        "accountId": account,
-    })
+fn params() -> Value {
+    json!({"executionRoleName": EXECUTION_ROLE, "keyReaderRoleName": READER_ROLE})
 }
 
 /// DescribeKey answered with the key's current material id, as AWS gives it.
@@ -48,9 +36,16 @@ fn with_material(moto: &Moto, material: &str) -> AnsweringProxy {
 
 /// One member's periodic evaluation of its one bucket: the verdict.
 async fn judge(function: &kms_rotation_guard::aws::Aws, member: &str) -> String {
-    let out = handler::handle_as(function, rule::S3, periodic(member), days_from_now(1), None, Some(EXECUTION_ROLE))
-        .await
-        .unwrap();
+    let out = handler::handle_as(
+        function,
+        rule::S3,
+        periodic(member, &params()),
+        days_from_now(1),
+        None,
+        Some(EXECUTION_ROLE),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.evaluations.len(), 1, "{member}");
     out.evaluations[0].compliance.as_str().to_string()
 }

@@ -18,6 +18,7 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use common::fault_proxy::{assume_role_denied, AnsweringProxy};
+use common::org_events::{event, periodic};
 use common::seed::{self, Sse};
 use common::*;
 use kms_rotation_guard::aws::{Aws, CallCounter};
@@ -54,28 +55,6 @@ impl Intercept for Puts {
         }
         Ok(())
     }
-}
-
-fn event(account: &str, invoking: Value, params: &Value) -> Value {
-    json!({
-        "version": "1.0",
-        "invokingEvent": invoking.to_string(),
-        "ruleParameters": params.to_string(),
-        "resultToken": "TESTMODE",
-        "eventLeftScope": false,
-        "executionRoleArn": format!("arn:aws:iam::{account}:role/aws-service-role/config.amazonaws.com/AWSServiceRoleForConfig"),
-        "configRuleArn": format!("arn:aws:config:{REGION}:{account}:config-rule/aws-service-rule/config-multiaccountsetup.amazonaws.com/config-rule-k2x4"),
-        "configRuleName": "OrgConfigRule-kms-rotation-s3-k2x4",
-        "accountId": account,
-    })
-}
-
-fn periodic(account: &str, params: &Value) -> Value {
-    let invoking = json!({
-        "awsAccountId": account, "notificationCreationTime": chrono::Utc::now().to_rfc3339(),
-        "messageType": "ScheduledNotification", "recordVersion": "1.0",
-    });
-    event(account, invoking, params)
 }
 
 fn bucket_change(account: &str, bucket: &str, key: &str, params: &Value) -> Value {

@@ -17,6 +17,7 @@ use kms_rotation_guard::aws::{Aws, CallCounter};
 
 pub mod fault_proxy;
 pub mod json;
+pub mod org_events;
 pub mod seed;
 
 pub const REGION: &str = "eu-west-1";
