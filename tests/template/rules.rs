@@ -201,7 +201,14 @@ fn rules_agree_with_template() {
             .collect();
         assert_eq!(remediations.len(), 1, "{ctx}: one RemediationConfiguration for {id}");
         let (rid, x) = remediations[0];
-        assert_eq!(x["Condition"].as_str(), Some(account_cond), "{ctx}: {rid} exists with the account rule only");
+        // With the account rule only, and with it wherever CloudFormation has the type.
+        for (variant, region) in [("false", REGION), ("true", REGION), ("false", "mx-central-1")] {
+            let params =
+                [("SecurityAccountId", "111111111111"), ("DeployToOrganization", variant), ("OrganizationId", ORG)];
+            let cfn = Cfn::new(&t, &params).in_region(region);
+            assert!(!cfn.active(x) || cfn.condition(account_cond), "{ctx}: {rid} without the account rule in {region}");
+        }
+        assert!(Cfn::new(&t, &[("SecurityAccountId", "111111111111")]).active(x), "{ctx}: {rid} with the account rule");
         let xp = &x["Properties"];
         assert_eq!(xp["TargetType"].as_str(), Some("SSM_DOCUMENT"), "{ctx}: {rid} TargetType");
         assert!(ref_name(&xp["Automatic"]).is_some(), "{ctx}: {rid} Automatic from a parameter");
