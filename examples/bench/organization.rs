@@ -189,23 +189,32 @@ pub(crate) fn scan_only(accounts: Vec<String>) -> Result<()> {
         for r in &scan.rows {
             *compliance.entry(r.compliance.as_str()).or_default() += 1;
         }
-        Ok::<_, anyhow::Error>(json!({
+        let mut out = json!({
             "path": "estate scan",
             "rows": scan.rows.len(),
             "complete": scan.complete(),
             "not_scanned": scan.coverage.iter().filter(|c| c.status != estate::CoverageStatus::Scanned).count(),
             "keys": scan.keys.len(),
             "compliance": compliance,
-            "calls": counter.snapshot(),
-            "calls_total": counter.total(),
-            "wall_s": wall,
-            "cpu_s": self_cpu_seconds() - cpu_before,
-            "vmhwm_before_kib": hwm_before,
-            "vmhwm_kib": status_kib("VmHWM"),
-        }))
+        });
+        out.as_object_mut().expect("an object").extend(cost(&counter, wall, cpu_before, hwm_before));
+        Ok::<_, anyhow::Error>(out)
     })?;
     println!("{out}");
     Ok(())
+}
+
+/// What a child path cost: its calls by operation, wall and CPU time, peak RSS.
+fn cost(counter: &CallCounter, wall: f64, cpu_before: f64, hwm_before: u64) -> serde_json::Map<String, Value> {
+    let v = json!({
+        "calls": counter.snapshot(),
+        "calls_total": counter.total(),
+        "wall_s": wall,
+        "cpu_s": self_cpu_seconds() - cpu_before,
+        "vmhwm_before_kib": hwm_before,
+        "vmhwm_kib": status_kib("VmHWM"),
+    });
+    v.as_object().cloned().unwrap_or_default()
 }
 
 /// Child: every account × rule through `handler::handle_as`, as one warm Lambda process
@@ -265,17 +274,13 @@ pub(crate) fn rules_only(accounts: Vec<String>) -> Result<()> {
                 .into_iter()
                 .filter(|(_, n)| *n > 0)
                 .collect();
-        Ok::<_, anyhow::Error>(json!({
+        let mut out = json!({
             "path": "organization rules",
             "evaluations": evaluations,
             "compliance": compliance,
-            "calls": counter.snapshot(),
-            "calls_total": counter.total(),
-            "wall_s": wall,
-            "cpu_s": self_cpu_seconds() - cpu_before,
-            "vmhwm_before_kib": hwm_before,
-            "vmhwm_kib": status_kib("VmHWM"),
-        }))
+        });
+        out.as_object_mut().expect("an object").extend(cost(&counter, wall, cpu_before, hwm_before));
+        Ok::<_, anyhow::Error>(out)
     })?;
     println!("{out}");
     Ok(())
